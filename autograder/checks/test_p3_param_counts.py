@@ -1,0 +1,111 @@
+"""P3 checks: parameter counts of discrete joint distributions (parts p3a, p3b, p3c).
+
+Expected values come from the reference solution (exact Python ints; tests/ verifies it against
+brute-force counts and SymPy). Public instances are small and fixed; random instances are drawn
+from the run's seed and include counts far beyond 2**63, so a float or a numpy int64 product
+(which overflows silently) fails them, and so does an answer hard-coded for the public ones.
+"""
+import math
+
+import pytest
+
+from autograder.compare import CheckFailed, expect_exact_int
+from reference.submission import p3_param_counts as reference
+
+MODULE = "p3_param_counts"
+PUBLIC_K = [[2, 2], [3, 4, 5], [2] * 10, [7], [1, 3], [10, 1, 4], [6, 5, 4, 3, 2]]
+PUBLIC_KM = [([2, 2], 1), ([3, 4, 5], 1), ([3, 4, 5], 2), ([2] * 10, 3), ([4, 1, 3, 2], 2), ([5, 3, 2, 7, 2, 3], 4)]
+
+
+def random_k(rng, *, count: int) -> list[list[int]]:
+    """Small vectors (n 2..12, k_i 1..9), huge ones (k_i up to 10**6, products past 2**63) and
+    giant ones (k_i themselves past 2**53, so even a sum is wrong in floating point)."""
+    small = [rng.integers(1, 10, size=rng.integers(2, 13)).tolist() for _ in range(count)]
+    huge = [rng.integers(10**4, 10**6, size=rng.integers(5, 9)).tolist() for _ in range(count // 2)]
+    # Past 2**53 but below 2**63: a float loses the last units here while int64 still holds.
+    edge = [[2**27 + int(rng.integers(0, 1000)), 2**27 + int(rng.integers(0, 1000))] for _ in range(2)]
+    giant = [[int(rng.integers(2**54, 2**62)) * int(rng.integers(1, 64)) + 1 for _ in range(3)] for _ in range(2)]
+    return small + huge + edge + giant
+
+
+def random_km(rng, *, count: int) -> list[tuple[list[int], int]]:
+    """Every valid m for each drawn k vector."""
+    return [(k, m) for k in random_k(rng, count=count) for m in range(1, len(k))]
+
+
+def p3a_hint(k, got) -> str:
+    if got == math.prod(k):
+        return "one joint probability is fixed by the others (they sum to 1): subtract one."
+    if got == reference.independent(k):
+        return "that is the count for independent variables; a full joint has one entry per joint outcome."
+    return "a joint with no independence assumptions has prod(k_i) outcomes, one of them determined by the rest."
+
+
+def p3b_hint(k, got) -> str:
+    if got == sum(k):
+        return "each marginal sums to 1, so X_i has k_i - 1 free parameters, not k_i."
+    if got == reference.full_joint(k):
+        return "that is the full joint; mutual independence leaves one marginal per variable."
+    return "under mutual independence each X_i has its own marginal with k_i - 1 free parameters."
+
+
+def p3c_hint(k, m, got) -> str:
+    for other in (m - 1, m + 1):
+        if 1 <= other < len(k) and got == reference.markov(k, other):
+            return f"that is the count for m = {other}: X_i (i > m) is conditioned on exactly the m variables before it."
+    return ("the first m variables form a full joint (prod - 1 parameters); each later X_i has (k_i - 1) "
+            "entries for every configuration of X_{i-m}..X_{i-1}.")
+
+
+def check_instances(student, function: str, instances: list[tuple], expected_fn, hint_fn, outcome) -> None:
+    """Call ``function`` on every instance in one round trip; fail on the first wrong answer,
+    saying how many were wrong."""
+    answers = student.map(MODULE, function, instances)
+    failures = []
+    for args, got in zip(instances, answers):
+        if isinstance(got, Exception):
+            raise got
+        expected = expected_fn(*args)
+        call = f"{function}({', '.join(_show(a) for a in args)})"
+        try:
+            expect_exact_int(got, expected, call=call, hint=hint_fn(*args, got))
+        except CheckFailed as error:
+            failures.append(str(error))
+    if failures:
+        raise CheckFailed(f"{len(failures)} of {len(instances)} answers wrong. The first:\n{failures[0]}")
+    outcome.note(f"All {len(instances)} answers exact.")
+
+
+def _show(arg) -> str:
+    text = repr(arg)
+    return text if len(text) <= 80 else text[:76] + "…]"
+
+
+@pytest.mark.graded("p3a_public")
+def test_full_joint_public(student, outcome):
+    check_instances(student, "full_joint", [(k,) for k in PUBLIC_K], reference.full_joint, p3a_hint, outcome)
+
+
+@pytest.mark.graded("p3a_random")
+def test_full_joint_random(student, rng, outcome):
+    check_instances(student, "full_joint", [(k,) for k in random_k(rng, count=20)], reference.full_joint, p3a_hint, outcome)
+
+
+@pytest.mark.graded("p3b_public")
+def test_independent_public(student, outcome):
+    check_instances(student, "independent", [(k,) for k in PUBLIC_K], reference.independent, p3b_hint, outcome)
+
+
+@pytest.mark.graded("p3b_random")
+def test_independent_random(student, rng, outcome):
+    check_instances(student, "independent", [(k,) for k in random_k(rng, count=20)], reference.independent, p3b_hint, outcome)
+
+
+@pytest.mark.graded("p3c_public")
+def test_markov_public(student, outcome):
+    check_instances(student, "markov", PUBLIC_KM, reference.markov, p3c_hint, outcome)
+
+
+@pytest.mark.graded("p3c_random")
+def test_markov_random(student, rng, outcome):
+    check_instances(student, "markov", random_km(rng, count=10), reference.markov, p3c_hint, outcome)

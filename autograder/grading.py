@@ -1,0 +1,143 @@
+"""The pytest plugin that turns graded checks into scored rubric rows.
+
+Checks live in ``autograder/checks/test_*.py`` as ordinary pytest tests marked with the rubric
+id they score: ``@pytest.mark.graded("p3a_public")``. The plugin gives them fixtures:
+
+- ``student``: a fresh ``StudentProcess`` for this test (the only way to run student code),
+  with the test's rubric timeout as its wall-clock budget;
+- ``rng``: a numpy Generator seeded from the run's seed and the test id, so each test's random
+  instances are reproducible with ``--seed`` and do not depend on which other tests ran;
+- ``outcome``: ``outcome.note(text)`` adds feedback to a passing row, ``outcome.fraction = x``
+  gives partial credit;
+- ``graded_test``: the rubric entry (``GradedTest``).
+
+Each test's outcome is kept in the item's stash and collected into ``TestResult`` rows; a rubric
+test that no check implements, or whose check could not run, still gets a row.
+"""
+from __future__ import annotations
+
+import traceback
+import zlib
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+
+from .compare import CheckFailed
+from .results import TestResult
+from .rubric import GradedTest
+from .sandbox import Sandbox, StudentCodeError
+
+GRADED_TEST = pytest.StashKey[GradedTest]()
+OUTCOME = pytest.StashKey["Outcome"]()
+
+
+@dataclass
+class Outcome:
+    """What a check reports beyond pass/fail.
+
+    fraction: share of the test's points earned when it passes (partial credit), 0..1.
+    notes: lines of feedback shown even when the test passes.
+    """
+
+    fraction: float = 1.0
+    notes: list[str] = field(default_factory=list)
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+
+
+class GradingPlugin:
+    """Scores one submission: rubric in, one TestResult per rubric test out."""
+
+    def __init__(self, *, tests: list[GradedTest], sandbox: Sandbox, seed: int):
+        self.tests = {t.test_id: t for t in tests}
+        self.sandbox = sandbox
+        self.seed = seed
+        self.results: dict[str, TestResult] = {}
+        self.problems: list[str] = []  # grader configuration problems found at collection
+
+    # -- collection ------------------------------------------------------------------------
+    def pytest_configure(self, config):
+        config.addinivalue_line("markers", "graded(test_id): the rubric test this check scores")
+
+    def pytest_collection_modifyitems(self, session, config, items):
+        kept, seen = [], {}
+        for item in items:
+            marker = item.get_closest_marker("graded")
+            test_id = marker.args[0] if marker and marker.args else None
+            if test_id not in self.tests:
+                self.problems.append(f"{item.nodeid}: {'no @graded marker' if test_id is None else f'{test_id!r} is not in the rubric'}")
+                continue
+            if test_id in seen:
+                self.problems.append(f"{item.nodeid}: {test_id!r} is already scored by {seen[test_id]}")
+                continue
+            seen[test_id] = item.nodeid
+            item.stash[GRADED_TEST] = self.tests[test_id]
+            item.stash[OUTCOME] = Outcome()
+            kept.append(item)
+        order = {test_id: i for i, test_id in enumerate(self.tests)}
+        items[:] = sorted(kept, key=lambda item: order[item.stash[GRADED_TEST].test_id])
+
+    def pytest_collectreport(self, report):
+        if report.failed:
+            self.problems.append(f"{report.nodeid}: could not be loaded: {str(report.longrepr)[-800:]}")
+
+    # -- fixtures --------------------------------------------------------------------------
+    @pytest.fixture
+    def graded_test(self, request) -> GradedTest:
+        return request.node.stash[GRADED_TEST]
+
+    @pytest.fixture
+    def outcome(self, request) -> Outcome:
+        return request.node.stash[OUTCOME]
+
+    @pytest.fixture
+    def rng(self, graded_test) -> np.random.Generator:
+        return np.random.default_rng([self.seed, zlib.crc32(graded_test.test_id.encode())])
+
+    @pytest.fixture
+    def student(self, graded_test):
+        process = self.sandbox.process(time_limit_s=graded_test.timeout, label=graded_test.test_id)
+        try:
+            yield process
+        finally:
+            process.close()
+
+    # -- scoring ---------------------------------------------------------------------------
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item, call):
+        report = yield
+        test = item.stash.get(GRADED_TEST, None)
+        if test is None or report.when == "teardown" or (report.when == "setup" and report.passed):
+            return report
+        outcome = item.stash[OUTCOME]
+        if report.passed:
+            fraction = min(max(float(outcome.fraction), 0.0), 1.0)
+            text = "\n".join(outcome.notes) or "Correct."
+            self.results[test.test_id] = TestResult(test, round(test.weight * fraction, 6), fraction == 1.0, text)
+        else:
+            self.results[test.test_id] = TestResult(test, 0.0, False, self._failure_text(call.excinfo, outcome))
+        return report
+
+    def _failure_text(self, excinfo, outcome: Outcome) -> str:
+        if excinfo is None:
+            return "The check did not run."
+        error = excinfo.value
+        if isinstance(error, CheckFailed):
+            text = str(error)
+        elif isinstance(error, StudentCodeError) and error.kind != "internal":
+            text = error.feedback()
+        elif isinstance(error, pytest.skip.Exception):
+            text = f"Not graded here: {error.msg}"
+        else:  # a bug in the grader, not in the submission: say so plainly
+            detail = error.message if isinstance(error, StudentCodeError) else \
+                "".join(traceback.format_exception_only(type(error), error)).strip()
+            text = f"Internal grader error (not a fault of your submission; please tell the course staff): {detail}"
+        return "\n".join([*outcome.notes, text])
+
+    def rows(self) -> list[TestResult]:
+        """One result per rubric test, in rubric order; tests that did not run get zero and why."""
+        why = "; ".join(self.problems) or "no check implements this rubric test"
+        return [self.results.get(t.test_id) or TestResult(t, 0.0, False, f"Not graded (grader configuration): {why}")
+                for t in self.tests.values()]

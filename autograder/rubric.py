@@ -1,0 +1,135 @@
+"""The rubric: every graded test's part, points, visibility and time limit, from one YAML file.
+
+``autograder/rubric.yaml`` is the only place points live; instructors edit it, never the code.
+It is validated on load against ``SCHEMA`` (a JSON Schema, checked with ``jsonschema``), and an
+error names the file and the key that is wrong, e.g.
+``rubric.yaml: tests.p3a_public.weight: 'one' is not of type 'number'``.
+
+Field names follow gradescope-utils' decorators, whose attributes Gradescope's results use:
+``weight`` (the points, results' ``max_score``), ``visibility``, ``number``, ``tags``.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+DEFAULT_RUBRIC = Path(__file__).with_name("rubric.yaml")
+VISIBILITIES = ("visible", "hidden", "after_due_date", "after_published")
+PART_PATTERN = r"^p[1-6][a-h]?$"
+
+SCHEMA = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["tests"],
+    "properties": {
+        "defaults": {
+            "type": "object",
+            "additionalProperties": False,
+            "description": "Values every test takes unless it sets its own.",
+            "properties": {
+                "visibility": {"enum": list(VISIBILITIES)},
+                "timeout": {"type": "number", "exclusiveMinimum": 0, "maximum": 3600},
+            },
+        },
+        "tests": {
+            "type": "object",
+            "minProperties": 1,
+            "description": "Graded tests by id; the id is the one a check in autograder/checks names.",
+            "propertyNames": {"pattern": r"^p[1-6][a-h]?_[a-z0-9_]+$"},
+            "additionalProperties": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["part", "name", "weight"],
+                "properties": {
+                    "part": {"type": "string", "pattern": PART_PATTERN,
+                             "description": "Problem part, e.g. p3a: results name the test '[p3a] …'."},
+                    "name": {"type": "string", "minLength": 1, "maxLength": 120,
+                             "description": "What the test checks, shown to students."},
+                    "weight": {"type": "number", "minimum": 0,
+                               "description": "Points (gradescope-utils' weight; results' max_score)."},
+                    "visibility": {"enum": list(VISIBILITIES),
+                                   "description": "When Gradescope shows the test to the student."},
+                    "timeout": {"type": "number", "exclusiveMinimum": 0, "maximum": 3600,
+                                "description": "Seconds student code may run in this test, start-up included."},
+                    "extra_credit": {"type": "boolean",
+                                     "description": "Points beyond the assignment's total."},
+                },
+            },
+        },
+    },
+}
+
+
+class RubricError(ValueError):
+    """A rubric file that cannot be used; the message names the file and the key."""
+
+
+@dataclass(frozen=True)
+class GradedTest:
+    """One row of results.json.
+
+    test_id: the rubric key, e.g. ``p3a_public``; checks name it in ``@graded``.
+    part: the problem part, e.g. ``p3a``.
+    name: the results name without the part prefix.
+    weight: points (max_score).
+    visibility: Gradescope visibility of the row.
+    timeout: seconds of wall-clock time for student code in this test.
+    number: Gradescope's sort key, ``<part>.<position within part>``.
+    extra_credit: whether the points come on top of the assignment's total.
+    """
+
+    test_id: str
+    part: str
+    name: str
+    weight: float
+    visibility: str
+    timeout: float
+    number: str
+    extra_credit: bool
+
+    @property
+    def title(self) -> str:
+        return f"[{self.part}] {self.name}"
+
+
+def _where(error: jsonschema.ValidationError) -> str:
+    return ".".join(str(p) for p in error.absolute_path) or "(top level)"
+
+
+def load_rubric(path: Path | str = DEFAULT_RUBRIC) -> list[GradedTest]:
+    """The rubric's tests in file order; raises RubricError naming the file and key."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise RubricError(f"{path}: cannot read the rubric: {error.strerror}") from None
+    except yaml.YAMLError as error:
+        raise RubricError(f"{path.name}: not valid YAML: {error}") from None
+    validator = jsonschema.Draft202012Validator(SCHEMA)
+    errors = sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path)))
+    if errors:
+        lines = [f"{path.name}: {_where(e)}: {e.message}" for e in errors[:10]]
+        raise RubricError("invalid rubric\n" + "\n".join(lines))
+    defaults = {"visibility": "visible", "timeout": 30, **(data.get("defaults") or {})}
+    tests, positions = [], {}
+    for test_id, entry in data["tests"].items():
+        part = entry["part"]
+        if not test_id.startswith(part + "_"):
+            raise RubricError(f"{path.name}: tests.{test_id}.part: {part!r} does not match the id's prefix "
+                              f"(ids are <part>_<what>, e.g. {part}_public)")
+        positions[part] = positions.get(part, 0) + 1
+        tests.append(GradedTest(
+            test_id=test_id, part=part, name=entry["name"], weight=float(entry["weight"]),
+            visibility=entry.get("visibility", defaults["visibility"]),
+            timeout=float(entry.get("timeout", defaults["timeout"])),
+            number=f"{_part_number(part)}.{positions[part]}", extra_credit=bool(entry.get("extra_credit", False))))
+    return tests
+
+
+def _part_number(part: str) -> str:
+    """p3a -> 3a, so Gradescope sorts rows by problem then part."""
+    return re.sub(r"^p", "", part)
