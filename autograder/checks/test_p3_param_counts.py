@@ -10,6 +10,7 @@ import math
 import pytest
 
 from autograder.compare import CheckFailed, expect_exact_int
+from autograder.sandbox import StudentCodeError
 from reference.submission import p3_param_counts as reference
 
 MODULE = "p3_param_counts"
@@ -63,10 +64,11 @@ def check_instances(student, function: str, instances: list[tuple], expected_fn,
     answers = student.map(MODULE, function, instances)
     failures = []
     for args, got in zip(instances, answers):
-        if isinstance(got, Exception):
+        call = f"{function}({', '.join(_show(a) for a in args)})"
+        if isinstance(got, StudentCodeError):
+            got.message = f"On {call}: {got.message}"
             raise got
         expected = expected_fn(*args)
-        call = f"{function}({', '.join(_show(a) for a in args)})"
         try:
             expect_exact_int(got, expected, call=call, hint=hint_fn(*args, got))
         except CheckFailed as error:

@@ -86,8 +86,9 @@ class Child:
         try:
             return fn(*args, **kwargs)
         except BaseException as error:
-            raise StudentFailure({"kind": "exception", "type": type(error).__name__,
-                                  "message": f"{label} raised {type(error).__name__}: {str(error)[:500]}",
+            message = f"{label} is not implemented yet (it raises NotImplementedError)" \
+                if type(error) is NotImplementedError else f"{label} raised {type(error).__name__}: {str(error)[:500]}"
+            raise StudentFailure({"kind": "exception", "type": type(error).__name__, "message": message,
                                   "traceback": _student_traceback(error, self.work_root)}) from None
 
     def model(self):

@@ -1,0 +1,163 @@
+"""Grading whole submissions: the reference, the template, broken uploads, both layouts, the
+CLI and the Gradescope entry point."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from autograder.rubric import load_rubric
+from conftest import REFERENCE, REPO, TEMPLATE, make_submission
+from gradescope_schema import validate_results
+
+TITLES = [t.title for t in load_rubric()]
+
+
+def test_reference_gets_full_marks(grade_submission):
+    graded = grade_submission(REFERENCE)
+    validate_results(graded.json, rubric_titles=TITLES)
+    assert graded.failed() == set(), {t: graded.output(t) for t in graded.failed()}
+    assert graded.json["score"] == graded.report.max_score > 0
+
+
+def test_template_gets_zero_and_says_not_implemented(grade_submission):
+    graded = grade_submission(TEMPLATE)
+    validate_results(graded.json, rubric_titles=TITLES)
+    assert graded.json["score"] == 0
+    for row in graded.report.results:
+        assert "not implemented yet" in row.output, row.output
+        assert "Internal grader error" not in row.output
+
+
+@pytest.mark.parametrize("files, drop, expected", [
+    ({"p3_param_counts.py": "def full_joint(k):\n    return (\n"}, (), "SyntaxError"),
+    ({"p3_param_counts.py": "import numpy\nraise RuntimeError('boom at import')\n"}, (), "boom at import"),
+    ({"p3_param_counts.py": "import sys\nsys.exit(3)\n"}, (), "SystemExit"),
+    ({"p3_param_counts.py": "import os\nos._exit(0)\n"}, (), "exited with status 0"),
+    ({"p3_param_counts.py": "import this_module_does_not_exist\n"}, (), "ModuleNotFoundError"),
+    ({}, ("p3_param_counts.py",), "submission/p3_param_counts.py is not in your upload"),
+])
+def test_broken_submission_gets_a_complete_results_file(tmp_path, grade_submission, files, drop, expected):
+    graded = grade_submission(make_submission(tmp_path / "sub", files, drop=drop))
+    validate_results(graded.json, rubric_titles=TITLES)
+    p3 = [t for t in graded.rows if t.startswith("p3")]
+    for test_id in p3:
+        assert graded.score(test_id) == 0
+        assert expected in graded.output(test_id), graded.output(test_id)
+    assert all(graded.rows[t].passed for t in graded.rows if t not in p3)
+
+
+def test_upload_without_python_files_gets_rows_for_every_test(tmp_path, grade_submission):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("forgot the code")
+    graded = grade_submission(tmp_path / "empty")
+    validate_results(graded.json, rubric_titles=TITLES)
+    assert graded.json["score"] == 0
+    assert "no Python files found" in graded.json["tests"][0]["output"]
+
+
+@pytest.mark.parametrize("layout", ["loose", "nested"])
+def test_other_layouts_grade_like_the_package(tmp_path, grade_submission, layout):
+    if layout == "loose":
+        folder = make_submission(tmp_path / "loose", layout="loose")
+    else:
+        folder = make_submission(tmp_path / "nested" / "src")
+        folder = folder.parent
+    graded = grade_submission(folder)
+    assert graded.failed() == set()
+
+
+def test_seed_is_printed_and_reproducible(tmp_path, grade_submission):
+    first = grade_submission(REFERENCE, seed=None)
+    again = grade_submission(REFERENCE, seed=None)
+    assert first.report.seed == again.report.seed
+    assert f"Seed {first.report.seed}" in first.json["output"]
+    changed = grade_submission(make_submission(tmp_path / "s", {"extra.py": "# a comment\n"}), seed=None)
+    assert changed.report.seed != first.report.seed
+
+
+def test_grader_never_imports_student_code(tmp_path, grade_submission):
+    marker = tmp_path / "imported-in-grader"
+    graded = grade_submission(make_submission(tmp_path / "s", {"p3_param_counts.py": f"""
+        import os, sys
+        if 'pytest' in sys.modules or 'autograder' in sys.modules:
+            open({str(marker)!r}, 'w').close()
+        from math import prod
+        def full_joint(k): return prod(k) - 1
+        def independent(k): return sum(x - 1 for x in k)
+        def markov(k, m):
+            return prod(k[:m]) - 1 + sum((k[i] - 1) * prod(k[i - m:i]) for i in range(m, len(k)))
+    """}))
+    assert graded.failed() == set()
+    assert not marker.exists()
+    assert "submission" not in sys.modules and not any(m.startswith("submission.") for m in sys.modules)
+
+
+def test_internal_grader_error_still_gives_a_row_per_test(tmp_path, grade_submission):
+    checks = tmp_path / "checks"
+    checks.mkdir()
+    (checks / "test_broken.py").write_text("import pytest\n@pytest.mark.graded('p3a_public')\n"
+                                           "def test_x(student):\n    raise KeyError('grader bug')\n")
+    graded = grade_submission(REFERENCE, checks_dir=checks)
+    validate_results(graded.json, rubric_titles=TITLES)
+    assert "Internal grader error" in graded.output("p3a_public")
+    assert "no check implements" in graded.output("p3b_public")
+
+
+def test_invalid_rubric_still_writes_valid_results(tmp_path, grade_submission):
+    rubric = tmp_path / "rubric.yaml"
+    rubric.write_text("tests:\n  p3a_public: {part: p3a, name: x, weight: lots}\n")
+    graded = grade_submission(REFERENCE, rubric=rubric)
+    validate_results(graded.json)
+    assert "tests.p3a_public.weight" in graded.json["tests"][0]["output"]
+
+
+def test_cli_grades_and_prints_the_table(tmp_path):
+    results = tmp_path / "r.json"
+    done = subprocess.run([sys.executable, "-m", "autograder", "grade", str(REFERENCE), "--results", str(results),
+                           "--seed", "7"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "total" in done.stdout and "[p3a]" not in done.stdout and "p3a" in done.stdout
+    data = json.loads(results.read_text())
+    validate_results(data, rubric_titles=TITLES)
+    assert "Seed 7" in data["output"]
+
+
+def test_cli_exits_zero_for_a_failing_submission(tmp_path):
+    results = tmp_path / "r.json"
+    done = subprocess.run([sys.executable, "-m", "autograder", "grade", str(TEMPLATE), "--results", str(results)],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(results.read_text())["score"] == 0
+
+
+def _gradescope_tree(root, submission_source):
+    (root / "results").mkdir(parents=True)
+    shutil.copytree(submission_source, root / "submission")
+    return root
+
+
+@pytest.mark.skipif(not (REPO / ".venv" / "bin" / "python").exists(), reason="needs setup.sh's .venv")
+def test_run_autograder_on_a_gradescope_tree(tmp_path):
+    root = _gradescope_tree(tmp_path / "autograder", REFERENCE / "submission")
+    done = subprocess.run(["bash", str(REPO / "run_autograder")], env={**os.environ, "AUTOGRADER_ROOT": str(root)},
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    data = json.loads((root / "results" / "results.json").read_text())
+    validate_results(data, rubric_titles=TITLES)
+    assert data["score"] == sum(t.weight for t in load_rubric() if not t.extra_credit)
+
+
+def test_run_autograder_without_a_grader_still_writes_results(tmp_path):
+    root = _gradescope_tree(tmp_path / "autograder", TEMPLATE / "submission")
+    script = tmp_path / "copy" / "run_autograder"
+    script.parent.mkdir()
+    shutil.copy(REPO / "run_autograder", script)  # no autograder/ beside it, no source/ in root
+    done = subprocess.run(["bash", str(script)], env={**os.environ, "AUTOGRADER_ROOT": str(root)},
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0
+    data = json.loads((root / "results" / "results.json").read_text())
+    validate_results(data)
+    assert data["score"] == 0 and "could not start" in data["tests"][0]["name"]
