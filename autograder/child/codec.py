@@ -67,8 +67,9 @@ def describe(value) -> str:
     if isinstance(value, np.generic):
         return f"a numpy {t.__name__}"
     name = t.__name__
-    for base in (bool, int, float, str, list, tuple, dict):
-        if t is not base and isinstance(value, base):
+    builtin = (bool, int, float, str, list, tuple, dict)
+    for base in builtin:
+        if t not in builtin and isinstance(value, base):
             return f"a {name} (a subclass of {base.__name__})"
     article = "an" if name[:1].lower() in "aeiou" else "a"
     return f"{article} {name}" if t.__module__ == "builtins" else f"{article} {t.__module__}.{name}"
@@ -80,7 +81,7 @@ def _npy_bytes(array: np.ndarray) -> str:
     if array.nbytes > MAX_ARRAY_BYTES:
         raise EncodeError(f"an array of {array.nbytes} bytes is larger than the {MAX_ARRAY_BYTES} allowed")
     buffer = io.BytesIO()
-    np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
+    np.save(buffer, array if array.flags.c_contiguous else array.copy(order="C"), allow_pickle=False)
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
@@ -104,8 +105,7 @@ def _tensor_to_tagged(value) -> dict:
     if detached.dtype in (torch.bfloat16, torch.float16):
         detached = detached.float()
     array = detached.cpu().contiguous().numpy()
-    return {"$tensor": {"npy": _npy_bytes(array), "dtype": dtype, "device": str(value.device),
-                        "requires_grad": bool(value.requires_grad)}}
+    return {"$tensor": [_npy_bytes(array), dtype, str(value.device), bool(value.requires_grad)]}
 
 
 class _Encoder:
@@ -140,8 +140,7 @@ class _Encoder:
         if isinstance(value, np.generic) and t.__module__ == "numpy" and value.dtype.kind in NUMERIC_KINDS:
             return {"$npscalar": _npy_bytes(np.asarray(value))}
         if t is TensorValue:  # the grader sending a tensor argument to the child
-            return {"$tensor": {"npy": _npy_bytes(value.array), "dtype": value.dtype,
-                                "device": value.device, "requires_grad": value.requires_grad}}
+            return {"$tensor": [_npy_bytes(value.array), value.dtype, value.device, value.requires_grad]}
         torch = sys.modules.get("torch")
         if torch is not None and t is torch.Tensor:
             if value.layout != torch.strided:
@@ -173,9 +172,9 @@ def _untag(obj: dict):
         if array.shape != ():
             raise DecodeError("numpy scalar with a shape")
         return array[()]
-    if tag == "$tensor" and type(body) is dict:
-        return TensorValue(array=_npy_array(body.get("npy", "")), dtype=str(body.get("dtype")),
-                           device=str(body.get("device")), requires_grad=body.get("requires_grad") is True)
+    if tag == "$tensor" and type(body) is list and len(body) == 4 and all(type(b) is str for b in body[:3]):
+        # [npy, dtype, device, requires_grad]: a list, since object_hook sees every inner dict
+        return TensorValue(array=_npy_array(body[0]), dtype=body[1], device=body[2], requires_grad=body[3] is True)
     raise DecodeError(f"unknown tag {tag!r}")
 
 

@@ -1,0 +1,132 @@
+"""The child process: failures become clear StudentCodeErrors, every call is bounded in time,
+each test gets a fresh process, and files in the upload cannot replace modules."""
+import os
+import time
+
+import numpy as np
+import pytest
+
+from autograder.sandbox import Sandbox, StudentCodeError, copy_submission, locate_submission
+from conftest import make_submission
+
+
+def sandbox_with(tmp_path, source: str, **files):
+    folder = make_submission(tmp_path / "sub", {"p3_param_counts.py": source, **files}, base=None)
+    return Sandbox(folder)
+
+
+def test_values_come_back_as_plain_data(tmp_path):
+    with sandbox_with(tmp_path, "import numpy as np\ndef f(x): return {'a': np.arange(3) * x, 'b': (x, 2**70)}\n") as box:
+        with box.process(time_limit_s=10, label="t") as child:
+            value = child.call("p3_param_counts", "f", 2)
+    assert set(value) == {"a", "b"} and np.array_equal(value["a"], [0, 2, 4]) and value["b"] == (2, 2**70)
+
+
+def test_infinite_loop_times_out_and_the_process_is_gone(tmp_path):
+    with sandbox_with(tmp_path, "def f():\n    while True: pass\n") as box:
+        child = box.process(time_limit_s=1.5, label="t")
+        start = time.monotonic()
+        with pytest.raises(StudentCodeError) as error:
+            child.call("p3_param_counts", "f")
+        assert error.value.kind == "timeout" and "1.5 s" in error.value.message
+        assert time.monotonic() - start < 5
+        pid = child.proc.pid
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+        # the next test gets a fresh child that works
+        with box.process(time_limit_s=5, label="u") as fresh:
+            with pytest.raises(StudentCodeError, match="no function g"):
+                fresh.call("p3_param_counts", "g")
+
+
+def test_budget_covers_all_calls_of_a_test(tmp_path):
+    with sandbox_with(tmp_path, "import time\ndef f():\n    time.sleep(0.6)\n    return 1\n") as box:
+        with box.process(time_limit_s=1.5, label="t") as child:
+            assert child.call("p3_param_counts", "f") == 1
+            assert child.call("p3_param_counts", "f") == 1
+            with pytest.raises(StudentCodeError, match="did not finish"):
+                child.call("p3_param_counts", "f")
+
+
+@pytest.mark.parametrize("body, kind, message", [
+    ("import os\ndef f(): os._exit(4)\n", "crash", "exited with status 4"),
+    ("def f(): raise SystemExit(2)\n", "exception", "raised SystemExit"),
+    ("def f(): raise KeyboardInterrupt\n", "exception", "raised KeyboardInterrupt"),
+    ("def f(): return f()\n", "exception", "RecursionError"),
+    ("def f(): return object()\n", "bad_return", "cannot be graded"),
+    ("class I(int): pass\ndef f(): return I(3)\n", "bad_return", "a subclass of int"),
+    ("import os, signal\ndef f(): os.kill(os.getpid(), signal.SIGKILL)\n", "crash", "killed by SIGKILL"),
+])
+def test_failures_become_clear_errors(tmp_path, body, kind, message):
+    with sandbox_with(tmp_path, body) as box, box.process(time_limit_s=10, label="t") as child:
+        with pytest.raises(StudentCodeError) as error:
+            child.call("p3_param_counts", "f")
+    assert error.value.kind == kind and message in error.value.feedback()
+
+
+def test_traceback_shows_only_student_files(tmp_path):
+    with sandbox_with(tmp_path, "def g(x):\n    return 1 / x\n\ndef f():\n    return g(0)\n") as box:
+        with box.process(time_limit_s=10, label="t") as child:
+            with pytest.raises(StudentCodeError) as error:
+                child.call("p3_param_counts", "f")
+    text = error.value.feedback()
+    assert 'File "submission/p3_param_counts.py", line 2, in g' in text and "ZeroDivisionError" in text
+    assert "_agchild" not in text and "autograder" not in text
+
+
+def test_student_output_is_kept_short(tmp_path):
+    with sandbox_with(tmp_path, "def f():\n    print('x' * 100000)\n    raise ValueError('bad')\n") as box:
+        with box.process(time_limit_s=10, label="t") as child:
+            with pytest.raises(StudentCodeError) as error:
+                child.call("p3_param_counts", "f")
+    assert "(output truncated)" in error.value.output and len(error.value.output) < 5000
+
+
+def test_student_code_cannot_read_the_request_stream(tmp_path):
+    with sandbox_with(tmp_path, "import sys\ndef f(): return sys.stdin.read()\n") as box:
+        with box.process(time_limit_s=10, label="t") as child:
+            assert child.call("p3_param_counts", "f") == ""
+
+
+def test_files_beside_the_package_cannot_shadow_modules(tmp_path):
+    folder = tmp_path / "loose"
+    folder.mkdir()
+    (folder / "p3_param_counts.py").write_text("import numpy\ndef f(): return numpy.__file__\n")
+    (folder / "numpy.py").write_text("raise RuntimeError('shadowed numpy imported')\n")
+    (folder / "sitecustomize.py").write_text("raise RuntimeError('sitecustomize ran')\n")
+    (folder / "usercustomize.py").write_text("raise RuntimeError('usercustomize ran')\n")
+    with Sandbox(folder) as box, box.process(time_limit_s=10, label="t") as child:
+        assert "site-packages" in child.call("p3_param_counts", "f")
+
+
+def test_environment_variables_do_not_reach_python_startup(tmp_path, monkeypatch):
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text("raise RuntimeError('PYTHONPATH honoured')\n")
+    monkeypatch.setenv("PYTHONPATH", str(hook))
+    monkeypatch.setenv("PYTHONSTARTUP", str(hook / "sitecustomize.py"))
+    with sandbox_with(tmp_path, "def f(): return 5\n") as box, box.process(time_limit_s=10, label="t") as child:
+        assert child.call("p3_param_counts", "f") == 5
+
+
+def test_each_process_starts_fresh(tmp_path):
+    with sandbox_with(tmp_path, "STATE = []\ndef f():\n    STATE.append(1)\n    return len(STATE)\n") as box:
+        with box.process(time_limit_s=10, label="a") as child:
+            assert [child.call("p3_param_counts", "f") for _ in range(3)] == [1, 2, 3]
+        with box.process(time_limit_s=10, label="b") as child:
+            assert child.call("p3_param_counts", "f") == 1
+
+
+def test_only_python_files_are_copied(tmp_path):
+    source = tmp_path / "src" / "submission"
+    (source / "helpers").mkdir(parents=True)
+    (source / "p3_param_counts.py").write_text("")
+    (source / "helpers" / "maths.py").write_text("")
+    (source / "data.pkl").write_bytes(b"\x80\x04")
+    (source / "__pycache__").mkdir()
+    (source / "__pycache__" / "x.py").write_text("")
+    found, how = locate_submission(tmp_path)
+    assert found == source and how == "src/submission/ package"
+    copied = copy_submission(found, tmp_path / "dest")
+    assert copied == ["helpers/maths.py", "p3_param_counts.py"]
+    assert (tmp_path / "dest" / "__init__.py").exists() and (tmp_path / "dest" / "helpers" / "__init__.py").exists()
