@@ -38,4 +38,5 @@ fi
 
 flags=()
 [ -n "${AUTOGRADER_NO_GPT2:-}" ] && flags=(--no-gpt2)
+if [ "$(id -u)" = 0 ]; then .venv/bin/python -m autograder prepare-sandbox; fi
 .venv/bin/python -m autograder prepare-model "${flags[@]}"

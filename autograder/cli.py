@@ -3,6 +3,7 @@
     python -m autograder grade PATH [--model tiny|gpt2|DIR] [--device cpu|cuda|auto]
                                     [--results FILE] [--seed N] [--rubric FILE]
     python -m autograder prepare-model [--no-gpt2]
+    python -m autograder prepare-sandbox
 
 Settings come from the command line, else from environment variables (AUTOGRADER_MODEL,
 AUTOGRADER_DEVICE, AUTOGRADER_RUBRIC), else from defaults.
@@ -34,6 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     grade.add_argument("--rubric", type=Path, default=Path(os.environ.get("AUTOGRADER_RUBRIC", DEFAULT_RUBRIC)),
                        help="rubric YAML (default autograder/rubric.yaml)")
 
+    commands.add_parser("prepare-sandbox", help="as root: create the sandbox user and check it can run Python")
     prepare = commands.add_parser("prepare-model", help="fetch GPT-2 if the network allows; build the tiny model")
     prepare.add_argument("--no-gpt2", action="store_true", help="do not try to fetch GPT-2 from the hub")
     return parser
@@ -49,6 +51,10 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(report.notes))
         print(format_table(report))
         print(f"results written to {args.results}")
+        return 0
+    if args.command == "prepare-sandbox":
+        from .isolation import prepare_sandbox_user
+        print(prepare_sandbox_user())
         return 0
     if args.command == "prepare-model":
         from .models import prepare

@@ -15,7 +15,7 @@ to a log that the grader reads at most ``OUTPUT_LIMIT`` bytes of.
 from __future__ import annotations
 
 import os
-import resource
+import secrets
 import select
 import shutil
 import signal
@@ -26,7 +26,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import isolation
 from .child import codec
+from .isolation import Identity, Limits
 
 CHILD_PACKAGE = "_agchild"  # the name autograder/child is copied under, next to the submission
 OUTPUT_LIMIT = 4096        # bytes of a child's stdout/stderr kept for feedback
@@ -66,21 +68,6 @@ class StudentCodeError(Exception):
         if self.output:
             parts.append("Your code printed:\n" + self.output.rstrip())
         return "\n\n".join(parts)
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Resource limits of one child process.
-
-    memory_mb: address-space limit (RLIMIT_AS); None leaves it unlimited (needed with CUDA,
-        which reserves far more address space than it uses).
-    file_size_mb: largest file the child may write.
-    open_files: file descriptors the child may hold.
-    """
-
-    memory_mb: int | None = 8192
-    file_size_mb: int = 64
-    open_files: int = 256
 
 
 def locate_submission(upload: Path) -> tuple[Path, str]:
@@ -146,11 +133,17 @@ class Sandbox:
     runtime_root: Path = field(init=False)
     files: list[str] = field(init=False)
     layout: str = field(init=False)
+    identity: Identity = field(init=False)
+    marker: str = field(init=False)
     _children: int = field(init=False, default=0)
 
     def __post_init__(self):
         source, self.layout = locate_submission(self.upload)
+        self.identity = isolation.child_identity()
+        self.marker = secrets.token_hex(8)
+        isolation.become_subreaper()
         self.root = Path(tempfile.mkdtemp(prefix="autograder-"))
+        os.chmod(self.root, 0o711)  # the child may reach work/ and runtime/, not list or write here
         try:
             self.work_root = self.root / "work"
             self.files = copy_submission(source, self.work_root / "submission")
@@ -166,6 +159,7 @@ class Sandbox:
         self._children += 1
         scratch = self.root / f"scratch-{self._children}"
         scratch.mkdir()
+        isolation.hand_over(scratch, self.identity)
         return StudentProcess(self, scratch=scratch, time_limit_s=time_limit_s, label=label)
 
     def close(self):
@@ -189,6 +183,7 @@ class StudentProcess:
         self.log_path = scratch.parent / (scratch.name + ".log")
         self.proc: subprocess.Popen | None = None
         self.deadline: float | None = None
+        self._closed = False
         self._responses: int | None = None
         self._buffer = b""
 
@@ -196,39 +191,36 @@ class StudentProcess:
     def _start(self):
         self.deadline = time.monotonic() + self.time_limit_s
         read_fd, write_fd = os.pipe()
-        limits = self.sandbox.limits
+        box = self.sandbox
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(self.scratch), "TMPDIR": str(self.scratch),
-               "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1"}
+               "LANG": "C.UTF-8", isolation.MARKER_VARIABLE: box.marker}
         for name in ("CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS"):
             if name in os.environ:
                 env[name] = os.environ[name]
-
-        def apply_limits():  # runs in the child between fork and exec
-            resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-            resource.setrlimit(resource.RLIMIT_FSIZE, (limits.file_size_mb << 20,) * 2)
-            resource.setrlimit(resource.RLIMIT_NOFILE, (limits.open_files,) * 2)
-            if limits.memory_mb:
-                resource.setrlimit(resource.RLIMIT_AS, (limits.memory_mb << 20,) * 2)
-            cpu = int(self.time_limit_s * (os.cpu_count() or 1)) + 10
-            resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
-
-        with open(self.log_path, "wb") as log:
+        cpu_seconds = int(self.time_limit_s * (os.cpu_count() or 1)) + 10
+        log_fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
             self.proc = subprocess.Popen(
-                [sys.executable, "-I", "-c", _BOOT, str(self.sandbox.runtime_root), str(self.sandbox.work_root),
-                 str(write_fd), str(self.sandbox.model_dir or ""), self.sandbox.device],
-                stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, pass_fds=(write_fd,),
-                cwd=self.scratch, env=env, start_new_session=True, preexec_fn=apply_limits)
+                [sys.executable, "-I", "-B", "-c", _BOOT, str(box.runtime_root), str(box.work_root),
+                 str(write_fd), str(box.model_dir or ""), box.device],
+                stdin=subprocess.PIPE, stdout=log_fd, stderr=subprocess.STDOUT, pass_fds=(write_fd,),
+                cwd=self.scratch, env=env, start_new_session=True,
+                preexec_fn=isolation.make_preexec(box.identity, box.limits, cpu_seconds))
+        finally:
+            os.close(log_fd)
         os.close(write_fd)
         self._responses = read_fd
 
     def close(self):
-        """Kill the child and everything in its process group."""
-        if self.proc is not None:
+        """Kill the child and every process it started, wherever it went (see isolation.sweep)."""
+        if self.proc is not None and not self._closed:
+            self._closed = True
             try:
                 os.killpg(self.proc.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
             self.proc.wait()
+            isolation.sweep(root_pid=self.proc.pid, identity=self.sandbox.identity, marker=self.sandbox.marker)
             if self.proc.stdin:
                 try:
                     self.proc.stdin.close()
