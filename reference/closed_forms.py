@@ -1,0 +1,458 @@
+"""Closed forms and numeric yardsticks for P1–P5, for the trusted grader and its tests.
+
+Symbolic pieces are SymPy expressions built from whatever the caller passes (symbols for proofs,
+numbers for exact values); numeric pieces are float64 numpy. Nothing runs at import time.
+
+Public API (the grader calls these):
+- P1: p1_identity(p_xy, q_y_given_x) -> P1Identity
+- P2: p2_softmax_parameters(pi, mu, sigma) -> (W, b); p2_posterior_and_softmax(x, pi, mu, sigma)
+      -> (posterior, softmax); p2_posterior(x, pi, mu, sigma) -> ndarray (numeric Bayes' rule)
+- P3: p3_full_joint(k), p3_independent(k), p3_markov(k, m, *, first_term) -> SymPy value;
+      p3_*_formula(n[, m]) -> the unevaluated Sum/Product in P3_K[1..n]
+- P4: p4_mixture(...) -> P4Mixture; p4_marginal_x2(mu1, sigma1, mu2, sigma2, grid) -> ndarray;
+      p4_gaussianity_gap(mu1, sigma1, mu2, sigma2) -> P4Gap; P4_TV_THRESHOLD
+- P5: p5_marginal_expr, p5_expected_estimator_expr, p5_likelihood_second_moment_expr,
+      p5_log_bias_delta_expr, p5_log_bias_k1_expr (SymPy); p5_gaussian_latent_model(s, t)
+      -> GaussianLatentModel (numeric sampler, likelihood, p(x) and bias yardsticks)
+"""
+
+import math
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+import sympy as sp
+from scipy import integrate, signal
+
+# ----------------------------------------------------------------------------------------------
+# P1: E_p̂(x)[KL(p̂(y|x) ‖ q(y|x))] = C − E_p̂[log q(y|x)], C = E_p̂[log p̂(y|x)] = −H(Y|X)
+
+
+class P1Identity(NamedTuple):
+    """The three sides of the P1 identity as SymPy expressions, and their residual."""
+
+    expected_kl: sp.Expr  # Σ p̂(x,y) log(p̂(y|x) / q(y|x)) over cells with p̂(x,y) ≠ 0
+    theta_independent_term: sp.Expr  # C = Σ p̂(x,y) log p̂(y|x)
+    expected_log_likelihood: sp.Expr  # Σ p̂(x,y) log q(y|x)
+    residual: sp.Expr  # expected_kl − (C − expected_log_likelihood): simplifies to 0
+
+
+def p1_identity(p_xy, q_y_given_x) -> P1Identity:
+    """Build both sides of the P1 identity from a (|X|, |Y|) p̂ and q (SymPy Matrix or nested lists).
+
+    Entries may be symbols or numbers. A cell whose p̂ entry is exactly zero is left out (0·log 0 = 0),
+    so a row with p̂(x) = 0 contributes nothing. With positive symbols, `expand(expand_log(residual))` is 0;
+    with numbers, each field evaluates (float(...)) to the quantity the P1 functions must return.
+    """
+    p, q = sp.Matrix(p_xy), sp.Matrix(q_y_given_x)
+    if p.shape != q.shape:
+        raise ValueError(f"p_xy has shape {p.shape} but q_y_given_x has shape {q.shape}")
+    kl = c = ell = sp.S.Zero
+    for x in range(p.rows):
+        p_x = sum(p[x, :])
+        for y in range(p.cols):
+            if p[x, y].is_zero:  # 0·log 0 = 0: the cell is not in the sum at all
+                continue
+            p_y_given_x = p[x, y] / p_x
+            kl += p[x, y] * sp.log(p_y_given_x / q[x, y])
+            c += p[x, y] * sp.log(p_y_given_x)
+            ell += p[x, y] * sp.log(q[x, y])
+    return P1Identity(kl, c, ell, kl - (c - ell))
+
+
+# ----------------------------------------------------------------------------------------------
+# P2: π_y N(x | μ_y, σ²I) / Σ_i π_i N(x | μ_i, σ²I) = softmax(W x + b)_y
+
+
+def p2_softmax_parameters(pi, mu, sigma):
+    """The course's answer in SymPy: W = μ/σ² (k×n Matrix) and b_y = log π_y − ‖μ_y‖²/(2σ²) (list of k)."""
+    mu = sp.Matrix(mu)
+    W = mu / sigma**2
+    b = [sp.log(pi[y]) - (mu[y, :] * mu[y, :].T)[0] / (2 * sigma**2) for y in range(mu.rows)]
+    return W, b
+
+
+def p2_posterior_and_softmax(x, pi, mu, sigma):
+    """Return (posterior, softmax): two lists of k SymPy expressions that are equal term by term.
+
+    posterior[y] = π_y N(x|μ_y, σ²I) / Σ_i π_i N(x|μ_i, σ²I), with the full Gaussian density
+    (normalising constant included); softmax[y] = exp(xᵀw_y + b_y) / Σ_i exp(xᵀw_i + b_i) with
+    (W, b) from p2_softmax_parameters. x: n entries; pi: k; mu: k×n; sigma > 0.
+    """
+    x, mu = sp.Matrix(x), sp.Matrix(mu)
+    n = x.rows
+
+    def density(mean):  # N(x | mean, σ²I) for a column vector mean
+        d = x - mean
+        return sp.exp(-(d.T * d)[0] / (2 * sigma**2)) / (2 * sp.pi * sigma**2) ** sp.Rational(n, 2)
+
+    joint = [pi[y] * density(mu[y, :].T) for y in range(mu.rows)]
+    posterior = [j / sum(joint) for j in joint]
+    W, b = p2_softmax_parameters(pi, mu, sigma)
+    exps = [sp.exp((W[y, :] * x)[0] + b[y]) for y in range(mu.rows)]
+    softmax = [e / sum(exps) for e in exps]
+    return posterior, softmax
+
+
+def p2_posterior(x, pi, mu, sigma) -> np.ndarray:
+    """Numeric p(y|x) by Bayes' rule in log space, independent of any softmax parametrisation.
+
+    x: (m, n) points (or (n,)); pi: (k,); mu: (k, n); sigma > 0. Returns (m, k) (or (k,)), rows
+    summing to 1, stable for far-away x (log-sum-exp).
+    """
+    x = np.asarray(x, dtype=np.float64)
+    mu = np.asarray(mu, dtype=np.float64)  # (k, n)
+    points = np.atleast_2d(x)  # (m, n)
+    sq_dist = np.sum((points[:, None, :] - mu[None, :, :]) ** 2, axis=-1)  # (m, k)
+    # The normalising constant of N(x|μ_y, σ²I) is shared by all classes, so it cancels.
+    log_joint = np.log(np.asarray(pi, dtype=np.float64))[None, :] - sq_dist / (2.0 * float(sigma) ** 2)
+    log_joint -= log_joint.max(axis=1, keepdims=True)
+    posterior = np.exp(log_joint)
+    posterior /= posterior.sum(axis=1, keepdims=True)
+    return posterior if x.ndim == 2 else posterior[0]
+
+
+# ----------------------------------------------------------------------------------------------
+# P3: free parameters of a joint over X_1..X_n with k_i values each
+
+P3_K = sp.IndexedBase("k")  # the cardinalities k_1..k_n in the formulas (1-based, as in the handout)
+_I, _J = sp.symbols("i j", integer=True)
+
+
+def p3_full_joint_formula(n):
+    """∏_{i=1}^{n} k_i − 1, unevaluated (SymPy Product over P3_K)."""
+    return sp.Product(P3_K[_I], (_I, 1, n)) - 1
+
+
+def p3_independent_formula(n):
+    """Σ_{i=1}^{n} (k_i − 1), unevaluated (SymPy Sum over P3_K)."""
+    return sp.Sum(P3_K[_I] - 1, (_I, 1, n))
+
+
+def p3_markov_formula(n, m, *, first_term="joint"):
+    """(first term) + Σ_{i=m+1}^{n} (k_i − 1) ∏_{j=i−m}^{i−1} k_j, unevaluated.
+
+    first_term="joint": ∏_{i≤m} k_i − 1 (a full joint over X_1..X_m); first_term="chain":
+    Σ_{i≤m} (k_i − 1) ∏_{j<i} k_j (the chain rule over X_1..X_m; the empty product is 1). The two
+    are equal (the chain form telescopes).
+    """
+    if first_term == "joint":
+        head = sp.Product(P3_K[_J], (_J, 1, m)) - 1
+    elif first_term == "chain":
+        head = sp.Sum((P3_K[_I] - 1) * sp.Product(P3_K[_J], (_J, 1, _I - 1)), (_I, 1, m))
+    else:
+        raise ValueError(f"first_term must be 'joint' or 'chain', got {first_term!r}")
+    tail = sp.Sum((P3_K[_I] - 1) * sp.Product(P3_K[_J], (_J, _I - m, _I - 1)), (_I, m + 1, n))
+    return head + tail
+
+
+def _p3_evaluate(formula, k):
+    """Expand `formula` for n = len(k) and put k's entries in for k_1..k_n (ints stay exact)."""
+    values = [sp.Integer(int(v)) if isinstance(v, (int, np.integer)) else sp.sympify(v) for v in k]
+    return formula.doit().xreplace({P3_K[i + 1]: v for i, v in enumerate(values)})
+
+
+def p3_full_joint(k):
+    """p3a for cardinalities k (ints or symbols): an exact SymPy Integer (int(...) is exact) or a polynomial."""
+    return _p3_evaluate(p3_full_joint_formula(len(k)), k)
+
+
+def p3_independent(k):
+    """p3b for cardinalities k (ints or symbols), from the Sum form."""
+    return _p3_evaluate(p3_independent_formula(len(k)), k)
+
+
+def p3_markov(k, m, *, first_term="joint"):
+    """p3c for cardinalities k and order m, 1 ≤ m < len(k), with either first-term form."""
+    if not 1 <= m < len(k):
+        raise ValueError(f"markov order m must satisfy 1 <= m < n = {len(k)}, got m = {m}")
+    return _p3_evaluate(p3_markov_formula(len(k), m, first_term=first_term), k)
+
+
+# ----------------------------------------------------------------------------------------------
+# P4: the x_2-marginal of a forward autoregressive Gaussian, and how far it is from any Gaussian
+
+P4_X1_HALF_WIDTH = 8.0  # x_1 nodes span μ_1 ± 8σ_1: the probability outside is 1.2e-15
+P4_TV_THRESHOLD = 0.005
+"""Suggested pass mark: a counterexample is certified when P4Gap.certified_tv > P4_TV_THRESHOLD.
+
+A Gaussian marginal (μ_2 linear, σ_2 constant) gives tv below 1e-10 and error_bound at most the
+tv_tolerance (1e-3), so certified_tv < 0.005 for it; the handout's step example gives tv ≈ 0.515
+and a smooth but genuine one (μ_2 = 0, σ_2 = 1 + 0.1 x_1²) about 0.0102, both well above.
+"""
+
+
+@dataclass(frozen=True)
+class P4Mixture:
+    """p_f(x_2) discretised over x_1: the Gaussian mixture Σ_j weights[j] N(x_2 | means[j], sds[j]²).
+
+    The x_1 nodes are uniform on μ_1 ± 8σ_1 (trapezoid rule; weights ∝ N(x1_j | μ_1, σ_1²), summing
+    to 1, so the mixture is itself a probability density and its moments are exact for it).
+    """
+
+    x1: np.ndarray  # (N,) quadrature nodes in x_1
+    weights: np.ndarray  # (N,) sum to 1
+    means: np.ndarray  # (N,) μ_2(x1)
+    sds: np.ndarray  # (N,) σ_2(x1) > 0
+    unresolved_mass: float  # probability of x_1 intervals across which (μ_2, σ_2) jump by > σ_2/2
+
+    @property
+    def mean(self) -> float:
+        """E[x_2] under the mixture."""
+        return float(self.weights @ self.means)
+
+    @property
+    def variance(self) -> float:
+        """Var[x_2] under the mixture: E[σ_2²] + Var[μ_2]."""
+        return float(self.weights @ (self.sds**2 + (self.means - self.mean) ** 2))
+
+    def distinct_components(self):
+        """(weights, means, sds) with equal (μ_2, σ_2) pairs merged: the same mixture, often far fewer terms.
+
+        A step-function μ_2 with constant σ_2 collapses to a handful of components, which keeps every
+        density evaluation cheap.
+        """
+        pairs, inverse = np.unique(np.stack([self.means, self.sds], axis=1), axis=0, return_inverse=True)
+        weights = np.bincount(inverse.reshape(-1), weights=self.weights, minlength=pairs.shape[0])
+        return weights, pairs[:, 0], pairs[:, 1]
+
+    def density(self, grid) -> np.ndarray:
+        """The mixture density at each point of grid (any shape), float64."""
+        weights, means, sds = self.distinct_components()
+        points = np.asarray(grid, dtype=np.float64)
+        flat = points.reshape(-1)
+        out = np.zeros_like(flat)
+        for start in range(0, weights.size, 512):  # chunks bound memory at 512 × len(grid)
+            part = slice(start, start + 512)
+            z = (flat[None, :] - means[part, None]) / sds[part, None]  # (512, G)
+            coeff = weights[part] / (math.sqrt(2.0 * math.pi) * sds[part])
+            out += coeff @ np.exp(-0.5 * z**2)
+        return out.reshape(points.shape)
+
+
+def _p4_evaluate(function, name, x1_values, *, positive):
+    """Call a student's callable on each node as a Python float; insist on finite (positive) floats."""
+    values = np.empty(len(x1_values))
+    for index, x1 in enumerate(x1_values):
+        value = float(function(float(x1)))  # float → float is the promised interface
+        if not math.isfinite(value) or (positive and value <= 0.0):
+            wanted = "a finite float > 0" if positive else "a finite float"
+            raise ValueError(f"{name}(x1={float(x1)!r}) returned {value!r}, expected {wanted}")
+        values[index] = value
+    return values
+
+
+def p4_mixture(mu1, sigma1, mu2, sigma2, *, x1_nodes=2001, tv_tolerance=1e-3, max_x1_nodes=2**15 + 1):
+    """Discretise p_f(x_2) = ∫ N(x_1|μ_1, σ_1²) N(x_2|μ_2(x_1), σ_2(x_1)²) dx_1 into a P4Mixture.
+
+    Starts with x1_nodes uniform nodes on μ_1 ± 8σ_1 and doubles them (2N − 1, reusing the old ones)
+    until the probability of "unresolved" intervals — neighbouring nodes whose μ_2 or σ_2 differ by
+    more than half the smaller σ_2 — is at most tv_tolerance. A genuine jump (the handout's step)
+    leaves one such interval whose probability halves with each doubling; a steep but continuous μ_2
+    is refined until it is resolved, so a Gaussian marginal is never mistaken for a comb of spikes.
+    Each unresolved interval can move the marginal by at most its probability in total variation.
+    mu2 and sigma2 are called with Python floats, once per node. Raises ValueError for bad inputs or
+    when max_x1_nodes nodes do not resolve the model.
+    """
+    mu1, sigma1 = float(mu1), float(sigma1)
+    if not (math.isfinite(mu1) and math.isfinite(sigma1) and sigma1 > 0.0):
+        raise ValueError(f"need a finite mu1 and a finite sigma1 > 0, got mu1={mu1!r}, sigma1={sigma1!r}")
+    n = int(x1_nodes)
+    u = np.linspace(-P4_X1_HALF_WIDTH, P4_X1_HALF_WIDTH, n)  # standardised x_1 nodes
+    means = _p4_evaluate(mu2, "mu2", mu1 + sigma1 * u, positive=False)
+    sds = _p4_evaluate(sigma2, "sigma2", mu1 + sigma1 * u, positive=True)
+    while True:
+        weights = np.exp(-0.5 * u**2)
+        weights /= weights.sum()  # trapezoid end corrections are below 1e-14 at ±8σ_1
+        smaller_sd = np.minimum(sds[1:], sds[:-1])  # (N − 1,)
+        jumps = (np.abs(np.diff(means)) > 0.5 * smaller_sd) | (np.abs(np.diff(sds)) > 0.5 * smaller_sd)
+        unresolved = float(np.sum(0.5 * (weights[1:] + weights[:-1])[jumps]))
+        if unresolved <= tv_tolerance:
+            return P4Mixture(mu1 + sigma1 * u, weights, means, sds, unresolved)
+        if 2 * n - 1 > max_x1_nodes:
+            raise ValueError(
+                f"mu2/sigma2 change too fast to resolve with {max_x1_nodes} x1 nodes: probability "
+                f"{unresolved:.3g} sits in intervals where they jump by more than sigma2/2"
+            )
+        # Nested refinement: the old nodes are the even ones, so only midpoints are new calls.
+        n = 2 * n - 1
+        u = np.linspace(-P4_X1_HALF_WIDTH, P4_X1_HALF_WIDTH, n)
+        new_x1 = mu1 + sigma1 * u[1::2]
+        means = np.insert(means, np.arange(1, means.size), _p4_evaluate(mu2, "mu2", new_x1, positive=False))
+        sds = np.insert(sds, np.arange(1, sds.size), _p4_evaluate(sigma2, "sigma2", new_x1, positive=True))
+
+
+def p4_marginal_x2(mu1, sigma1, mu2, sigma2, grid, *, tv_tolerance=1e-3):
+    """p_f(x_2) at each point of grid (any shape), by quadrature over x_1 (see p4_mixture).
+
+    Promise: the values are those of a normalised Gaussian mixture within tv_tolerance of the true
+    p_f in total variation (the error comes from unresolved jumps of μ_2 or σ_2 only), so on a
+    uniform grid with spacing ≤ min σ_2 / 4 covering every component ± 10 σ_2 the trapezoid
+    integral is 1 to about 1e-12.
+    """
+    mixture = p4_mixture(mu1, sigma1, mu2, sigma2, tv_tolerance=tv_tolerance)
+    return mixture.density(grid)
+
+
+@dataclass(frozen=True)
+class P4Gap:
+    """How far p_f(x_2) is from its moment-matched Gaussian N(mean, variance)."""
+
+    tv: float  # ½ ∫ |p_f(x_2) − N(x_2 | mean, variance)| dx_2
+    error_bound: float  # unresolved x_1 mass + the integrator's error estimate: |tv − true TV| ≲ this
+    mass: float  # ∫ p_f(x_2) dx_2 by the same integrator (1 up to error_bound)
+    mean: float  # E[x_2]
+    variance: float  # Var[x_2]
+    modes: int  # local maxima of p_f with prominence ≥ 1e-3 × its peak, on 4001 grid points
+    x1_nodes: int  # quadrature nodes in x_1 that were needed
+
+    @property
+    def certified_tv(self) -> float:
+        """A lower bound on the true TV: tv − error_bound."""
+        return self.tv - self.error_bound
+
+
+def p4_gaussianity_gap(mu1, sigma1, mu2, sigma2, *, tv_tolerance=1e-3) -> P4Gap:
+    """Total variation between p_f(x_2) and the Gaussian with its mean and variance, and a mode count.
+
+    Every Gaussian marginal (e.g. μ_2 = a x_1 + b, σ_2 constant) gives tv < 1e-10; a counterexample
+    is certified when certified_tv > P4_TV_THRESHOLD (0.005). The TV integral is done adaptively
+    (scipy quad, relative and absolute tolerance 1e-10) over all components ± 12 σ_2 and the Gaussian
+    ± 12 sd, with break points at quantiles of the component means; the mode count uses a uniform
+    grid of 4001 points over the components ± 4 σ_2 (bumps narrower than its spacing can be missed,
+    so modes is a description, not a certificate). Raises ValueError as p4_mixture does.
+    """
+    mixture = p4_mixture(mu1, sigma1, mu2, sigma2, tv_tolerance=tv_tolerance)
+    mean, sd = mixture.mean, math.sqrt(mixture.variance)
+    weights, means, sds = mixture.distinct_components()  # same mixture, cheaper to evaluate
+    coeff = weights / (math.sqrt(2.0 * math.pi) * sds)  # (distinct,)
+    keep = weights > 1e-15  # components that can matter at all decide the range
+    lo = min(float(np.min((means - 12 * sds)[keep])), mean - 12 * sd)
+    hi = max(float(np.max((means + 12 * sds)[keep])), mean + 12 * sd)
+    # Break points at, and a few σ_2 around, components spread over the weight quantiles: quad then
+    # sees every bump, however narrow (it would step over a spike it has no node near).
+    order = np.argsort(means)
+    cumulative = np.cumsum(weights[order])
+    picked = order[np.minimum(np.searchsorted(cumulative, np.linspace(0.0, 1.0, 51)), order.size - 1)]
+    offsets = np.array([-6.0, -3.0, -1.0, 0.0, 1.0, 3.0, 6.0])
+    breaks = np.unique((means[picked, None] + offsets[None, :] * sds[picked, None]).reshape(-1))
+    breaks = breaks[(breaks > lo) & (breaks < hi)]
+
+    def marginal(x2):  # the mixture density at one point; quad calls this thousands of times
+        return float(coeff @ np.exp(-0.5 * ((x2 - means) / sds) ** 2))
+
+    def gaussian(x2):
+        return math.exp(-0.5 * ((x2 - mean) / sd) ** 2) / (math.sqrt(2.0 * math.pi) * sd)
+
+    options = dict(points=breaks, limit=2000, epsabs=1e-10, epsrel=1e-10, full_output=1)
+    l1, l1_error, *_ = integrate.quad(lambda x2: abs(marginal(x2) - gaussian(x2)), lo, hi, **options)
+    mass, _, *_ = integrate.quad(marginal, lo, hi, **options)
+
+    grid = np.linspace(float(np.min((means - 4 * sds)[keep])), float(np.max((means + 4 * sds)[keep])), 4001)
+    values = mixture.density(grid)
+    # Pad with zeros so a peak at the grid's edge still counts; prominence screens out ripples.
+    peaks, _ = signal.find_peaks(np.concatenate([[0.0], values, [0.0]]), prominence=1e-3 * values.max())
+    return P4Gap(
+        tv=0.5 * l1,
+        # A missed bump shows up as mass ≠ 1, so that gap counts as error too.
+        error_bound=mixture.unresolved_mass + 0.5 * l1_error + abs(mass - 1.0),
+        mass=mass,
+        mean=mean,
+        variance=mixture.variance,
+        modes=int(peaks.size),
+        x1_nodes=int(mixture.weights.size),
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# P5: z ~ N(0, s²), x | z ~ N(z, t²), so p(x) = N(x | 0, s² + t²); A = (1/k) Σ_j p(x | z_j)
+
+
+def _normal_expr(value, mean, variance):
+    return sp.exp(-((value - mean) ** 2) / (2 * variance)) / sp.sqrt(2 * sp.pi * variance)
+
+
+def p5_marginal_expr(x, s, t):
+    """The closed form p(x) = N(x | 0, s² + t²) as a SymPy expression."""
+    return _normal_expr(x, 0, s**2 + t**2)
+
+
+def p5_expected_estimator_expr(x, s, t):
+    """E[A] = E_z[N(x | z, t²)], z ~ N(0, s²), as SymPy computes the integral (s, t positive symbols).
+
+    Promise: equals p5_marginal_expr(x, s, t) (tests simplify the difference to 0), i.e. A is unbiased.
+    """
+    z = sp.Dummy("z", real=True)
+    return sp.integrate(_normal_expr(x, z, t**2) * _normal_expr(z, 0, s**2), (z, -sp.oo, sp.oo))
+
+
+def p5_likelihood_second_moment_expr(x, s, t, *, integrate_symbolically=False):
+    """E_z[N(x | z, t²)²] = N(x | 0, s² + t²/2) / (2t√π); with integrate_symbolically=True, SymPy's integral."""
+    if integrate_symbolically:
+        z = sp.Dummy("z", real=True)
+        return sp.integrate(_normal_expr(x, z, t**2) ** 2 * _normal_expr(z, 0, s**2), (z, -sp.oo, sp.oo))
+    # N(x|z,t²)² = N(x|z, t²/2) / (2t√π), and integrating that against N(z|0,s²) convolves variances.
+    return _normal_expr(x, 0, s**2 + t**2 / 2) / (2 * t * sp.sqrt(sp.pi))
+
+
+def p5_log_bias_delta_expr(x, s, t, k):
+    """Second-order (delta-method) bias of log A: −Var_z[p(x|z)] / (2k p(x)²).
+
+    E[log A] − log p(x) = −Var[A]/(2 p(x)²) + O(k⁻²) with Var[A] = Var_z[p(x|z)]/k; always < 0.
+    """
+    p = p5_marginal_expr(x, s, t)
+    return -(p5_likelihood_second_moment_expr(x, s, t) - p**2) / (2 * k * p**2)
+
+
+def p5_log_bias_k1_expr(x, s, t):
+    """Exact bias of log A for k = 1: E_z[log N(x|z, t²)] − log p(x) = −½log(2πt²) − (x² + s²)/(2t²) − log p(x)."""
+    return -sp.log(2 * sp.pi * t**2) / 2 - (x**2 + s**2) / (2 * t**2) - sp.log(p5_marginal_expr(x, s, t))
+
+
+@dataclass(frozen=True)
+class GaussianLatentModel:
+    """z ~ N(0, s²), x | z ~ N(z, t²): a latent-variable model with p(x) = N(x | 0, s² + t²).
+
+    sample_prior and likelihood have the signatures the P5 functions take; the other methods give
+    the exact p(x) and the bias yardsticks (the numeric twins of the p5_*_expr forms).
+    """
+
+    s: float  # prior standard deviation > 0
+    t: float  # likelihood standard deviation > 0
+
+    def sample_prior(self, k, rng) -> np.ndarray:
+        """k iid draws from N(0, s²), all randomness from the numpy Generator rng."""
+        return rng.normal(0.0, self.s, size=k)
+
+    def likelihood(self, x, z) -> np.ndarray:
+        """p(x | z_j) = N(x | z_j, t²) for each draw."""
+        return _normal_pdf(x, np.asarray(z, dtype=np.float64), self.t**2)
+
+    def marginal(self, x) -> float:
+        """p(x) = N(x | 0, s² + t²)."""
+        return float(_normal_pdf(x, 0.0, self.s**2 + self.t**2))
+
+    def likelihood_variance(self, x) -> float:
+        """Var_z[p(x|z)] = N(x | 0, s² + t²/2)/(2t√π) − p(x)²."""
+        second = _normal_pdf(x, 0.0, self.s**2 + self.t**2 / 2) / (2 * self.t * math.sqrt(math.pi))
+        return float(second - self.marginal(x) ** 2)
+
+    def log_bias_delta(self, x, k) -> float:
+        """Delta-method bias of log A with k draws: −Var_z[p(x|z)] / (2k p(x)²)."""
+        return -self.likelihood_variance(x) / (2 * k * self.marginal(x) ** 2)
+
+    def log_bias_k1(self, x) -> float:
+        """Exact E[log A] − log p(x) for k = 1."""
+        expected_log = -0.5 * math.log(2 * math.pi * self.t**2) - (x**2 + self.s**2) / (2 * self.t**2)
+        return expected_log - math.log(self.marginal(x))
+
+
+def p5_gaussian_latent_model(s, t) -> GaussianLatentModel:
+    """The P5 yardstick model z ~ N(0, s²), x | z ~ N(z, t²), with s, t > 0."""
+    if not (s > 0 and t > 0):
+        raise ValueError(f"need s > 0 and t > 0, got s={s!r}, t={t!r}")
+    return GaussianLatentModel(float(s), float(t))
+
+
+def _normal_pdf(value, mean, variance):
+    return np.exp(-((value - mean) ** 2) / (2 * variance)) / np.sqrt(2 * np.pi * variance)
