@@ -75,7 +75,7 @@ class Limits:
         user, since it counts every process of the user).
     """
 
-    memory_mb: int | None = 8192
+    memory_mb: int | None = 4096
     file_size_mb: int = 16
     open_files: int = 256
     processes: int = 512

@@ -16,12 +16,16 @@ from pathlib import Path
 
 import pytest
 
+from . import isolation
 from .grading import GradingPlugin
 from .results import GradingReport, failure_report, write_results
 from .rubric import DEFAULT_RUBRIC, GradedTest, RubricError, load_rubric
 from .sandbox import Sandbox, SubmissionError, locate_submission
 
 CHECKS_DIR = Path(__file__).with_name("checks")
+REPO_ROOT = Path(__file__).resolve().parents[1]
+# Folders the child's user must not read: the grader, the reference, the project's tests.
+TRUSTED_FOLDERS = (REPO_ROOT / "autograder", REPO_ROOT / "reference", REPO_ROOT / "tests")
 
 
 def submission_seed(upload: Path) -> int:
@@ -65,7 +69,8 @@ def grade(upload: Path | str, *, model: str | None = None, device: str = "cpu", 
     tests: list[GradedTest] = []
     try:
         tests = load_rubric(rubric)
-        report = _grade(upload, tests=tests, model=model, device=device, seed=seed, checks_dir=checks_dir)
+        report = _grade(upload, tests=tests, model=model, device=device, seed=seed, checks_dir=checks_dir,
+                        rubric=rubric)
     except (RubricError, SubmissionError) as error:
         report = failure_report(tests, str(error))
     except Exception as error:  # the grader's own failure: still a complete, valid report
@@ -78,10 +83,11 @@ def grade(upload: Path | str, *, model: str | None = None, device: str = "cpu", 
     return report
 
 
-def _grade(upload: Path, *, tests, model, device, seed, checks_dir) -> GradingReport:
+def _grade(upload: Path, *, tests, model, device, seed, checks_dir, rubric) -> GradingReport:
     seed = submission_seed(upload) if seed is None else seed
     model_dir, model_text, device = _resolve_model(model, device) if _needs_model(tests) else (None, "", device)
     with Sandbox(upload, model_dir=model_dir, device=device) as sandbox:
+        isolation.protect([*TRUSTED_FOLDERS, checks_dir, Path(rubric).resolve().parent], sandbox.identity)
         plugin = GradingPlugin(tests=tests, sandbox=sandbox, seed=seed)
         args = [str(checks_dir), "-p", "no:cacheprovider", "-p", "no:randomly", "--import-mode=importlib",
                 "-q", "--no-header", "-o", "console_output_style=classic", "--rootdir", str(checks_dir),

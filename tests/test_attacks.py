@@ -1,0 +1,238 @@
+"""The attack suite: hostile submissions must not break, fool or outlive the grader.
+
+Each case is the reference submission with one attack placed in P3's ``full_joint`` (part
+p3a), or at the import of its module (then all of P3 is attacked). The attacked function only
+returns a right answer if the attack succeeds, so a leak shows up as points. For every case:
+a valid results.json with a row for every rubric test, no points for the attacked part, full
+marks for every other part, the grader's files unchanged, no process of the child left behind,
+and a bounded wall time.
+
+Run it alone with ``.venv/bin/python -m pytest tests/test_attacks.py``. As root (Gradescope,
+CI) it exercises the full sandbox (separate user, no network); cases that only root can defend
+against are skipped otherwise.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from autograder import isolation
+from autograder.rubric import DEFAULT_RUBRIC
+from conftest import REPO, make_submission
+from gradescope_schema import validate_results
+
+ROOT = os.geteuid() == 0
+ATTACKED_PARTS = {"p3a"}
+FAST_PARTS = {"p1", "p2", "p3a", "p3b", "p3c"}  # graded beside the attack: quick parts only
+TIME_LIMIT_S = 4  # per test in this suite's rubric, so hanging attacks cost little
+WALL_LIMIT_S = 90
+
+CORRECT_REST = """
+from math import prod
+def independent(k): return sum(x - 1 for x in k)
+def markov(k, m):
+    return prod(k[:m]) - 1 + sum((k[i] - 1) * prod(k[i - m:i]) for i in range(m, len(k)))
+"""
+RIGHT_FULL_JOINT = "from math import prod\ndef full_joint(k): return prod(k) - 1\n"
+
+
+def in_full_joint(body: str, *, prelude: str = "") -> str:
+    """A P3 module whose full_joint runs ``body`` (indented into the function)."""
+    indented = "\n".join("    " + line for line in body.strip("\n").splitlines())
+    return f"{prelude}\n{CORRECT_REST}\ndef full_joint(k):\n{indented}\n"
+
+
+ATTACKS = {
+    # -- ending or hanging the process ----------------------------------------------------
+    "exit_at_import": ({"p3_param_counts.py": "import os\nos._exit(0)\n" + CORRECT_REST + RIGHT_FULL_JOINT}, "import"),
+    "sys_exit_in_call": ({"p3_param_counts.py": in_full_joint("import sys\nsys.exit(0)")}, "call"),
+    "os_exit_in_call": ({"p3_param_counts.py": in_full_joint("import os\nos._exit(0)")}, "call"),
+    "keyboard_interrupt": ({"p3_param_counts.py": in_full_joint("raise KeyboardInterrupt")}, "call"),
+    "system_exit": ({"p3_param_counts.py": in_full_joint("raise SystemExit(0)")}, "call"),
+    "base_exception": ({"p3_param_counts.py": in_full_joint("class Escape(BaseException): pass\nraise Escape()")}, "call"),
+    "infinite_loop": ({"p3_param_counts.py": in_full_joint("while True:\n    pass")}, "call"),
+    "ignored_signals": ({"p3_param_counts.py": in_full_joint(
+        "import signal, time\nfor s in (signal.SIGTERM, signal.SIGINT, signal.SIGALRM, signal.SIGHUP, signal.SIGXCPU):\n"
+        "    signal.signal(s, signal.SIG_IGN)\nwhile True:\n    time.sleep(0.01)")}, "call"),
+    "memory_bomb": ({"p3_param_counts.py": in_full_joint("hog = []\nwhile True:\n    hog.append(bytearray(1 << 26))")}, "call"),
+    "fork_bomb": ({"p3_param_counts.py": in_full_joint(
+        "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass")}, "call"),
+    "runaway_recursion": ({"p3_param_counts.py": in_full_joint(
+        "import sys\nsys.setrecursionlimit(10**8)\ndef deeper(n): return deeper(n + 1) + 1\nreturn deeper(0)")}, "call"),
+    "kill_the_grader": ({"p3_param_counts.py": in_full_joint(
+        "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\nreturn 0")}, "call"),
+    # -- fooling the comparison -----------------------------------------------------------
+    "lying_eq": ({"p3_param_counts.py": in_full_joint(
+        "class Always(int):\n    def __eq__(self, other): return True\n    def __ne__(self, other): return False\n"
+        "    __hash__ = int.__hash__\nreturn Always(0)")}, "call"),
+    "numpy_subclass": ({"p3_param_counts.py": in_full_joint(
+        "import numpy as np\nclass Any(np.ndarray):\n    def __eq__(self, other): return True\n"
+        "return np.zeros(()).view(Any)")}, "call"),
+    "patch_comparisons": ({"p3_param_counts.py": in_full_joint(
+        "import math, operator, numpy as np\nnp.array_equal = np.allclose = lambda *a, **k: True\n"
+        "np.testing.assert_allclose = lambda *a, **k: None\nmath.isclose = lambda *a, **k: True\n"
+        "operator.eq = lambda a, b: True\nreturn -1")}, "call"),
+    "patch_torch_comparisons": ({"p3_param_counts.py": in_full_joint(
+        "import torch\ntorch.equal = torch.allclose = lambda *a, **k: True\ntorch.testing.assert_close = lambda *a, **k: None\n"
+        "return -1")}, "call"),
+    "huge_return": ({"p3_param_counts.py": in_full_joint("return [0] * 50_000_000")}, "call"),
+    "bool_for_int": ({"p3_param_counts.py": in_full_joint("return True")}, "call"),
+    # -- reaching the grader's files and results ------------------------------------------
+    "read_reference": ({"p3_param_counts.py": in_full_joint(
+        "import runpy\nref = runpy.run_path({reference!r})\nreturn ref['full_joint'](k)")}, "call"),
+    "import_reference": ({"p3_param_counts.py": in_full_joint(
+        "import sys\nsys.path.insert(0, {repo!r})\nfrom reference.submission.p3_param_counts import full_joint as f\n"
+        "return f(k)")}, "call"),
+    "append_to_grader_files": ({"p3_param_counts.py": in_full_joint(
+        "for path in ({rubric!r}, {checks!r}):\n    try:\n        open(path, 'a').write('\\n# pwned\\n')\n"
+        "    except OSError:\n        pass\nreturn -1")}, "call"),
+    "fake_results_files": ({"p3_param_counts.py": in_full_joint(
+        "import os, json\nfake = json.dumps({{'score': 1000, 'tests': []}})\n"
+        "for path in ({results!r}, 'results.json', '/tmp/results.json', os.path.expanduser('~/results.json'),\n"
+        "             '/autograder/results/results.json'):\n    try:\n        open(path, 'w').write(fake)\n"
+        "    except OSError:\n        pass\nreturn -1")}, "call"),
+    "daemon_rewrites_results": ({"p3_param_counts.py": in_full_joint(
+        "import os, time, json\nif os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n"
+        "        for _ in range(100):\n            time.sleep(0.1)\n            try:\n"
+        "                open({results!r}, 'w').write(json.dumps({{'score': 1000}}))\n"
+        "            except OSError:\n                pass\n        os._exit(0)\n    os._exit(0)\nreturn -1")}, "call"),
+    "flood_output": ({"p3_param_counts.py": in_full_joint(
+        "import sys\nfor _ in range(200):\n    sys.stdout.write('x' * (1 << 20))\n    sys.stderr.write('y' * 1000)\n"
+        "return -1")}, "call"),
+    "print_fake_results": ({"p3_param_counts.py": in_full_joint(
+        "import json\nprint(json.dumps({{'score': 1000, 'tests': [{{'name': '[p3a] x', 'score': 1000, "
+        "'max_score': 1, 'status': 'passed'}}]}}))\nreturn -1")}, "call"),
+    "network_connection": ({"p3_param_counts.py": in_full_joint(
+        "import socket\nwith socket.create_connection(('127.0.0.1', {port}), timeout=2) as s:\n"
+        "    return int(s.recv(100).decode())")}, "call"),
+    # -- shadowing modules with files in the upload ----------------------------------------
+    "numpy_py_beside_package": ({"numpy.py": "from math import prod\ndef answer(k): return prod(k) - 1\n",
+                                 "p3_param_counts.py": in_full_joint("import numpy\nreturn numpy.answer(k)")}, "loose"),
+    "sitecustomize_beside_package": ({"sitecustomize.py": "import builtins\nbuiltins.SITE_RAN = True\n",
+                                      "usercustomize.py": "import builtins\nbuiltins.SITE_RAN = True\n",
+                                      "p3_param_counts.py": in_full_joint(
+                                          "import builtins, math\nif not getattr(builtins, 'SITE_RAN', False):\n"
+                                          "    return -1\nreturn math.prod(k) - 1")}, "loose"),
+    "conftest_beside_package": ({"conftest.py": "import pytest\n@pytest.hookimpl(wrapper=True)\n"
+                                                "def pytest_runtest_makereport(item, call):\n    report = yield\n"
+                                                "    report.outcome = 'passed'\n    return report\n",
+                                 "p3_param_counts.py": in_full_joint("return -1")}, "loose"),
+}
+ROOT_ONLY = {"read_reference", "import_reference", "append_to_grader_files", "network_connection", "kill_the_grader",
+             "daemon_rewrites_results", "fork_bomb"}
+
+
+def grader_files_digest() -> str:
+    digest = hashlib.sha256()
+    for folder in ("autograder", "reference"):
+        for path in sorted((REPO / folder).rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts:
+                digest.update(str(path).encode() + path.read_bytes())
+    return digest.hexdigest()
+
+
+def sandbox_processes() -> list[int]:
+    """Processes a child left: any of the sandbox user (as root), any carrying the sandbox marker."""
+    identity = isolation.child_identity()
+    left = []
+    for pid, _, uid, zombie in isolation._processes():
+        if identity.separate and uid == identity.uid:
+            left.append(pid)
+        elif _has_marker(pid):
+            left.append(pid)
+    return left
+
+
+def _has_marker(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as handle:
+            return any(item.startswith(isolation.MARKER_VARIABLE.encode() + b"=") for item in handle.read().split(b"\0"))
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def attack_rubric(tmp_path_factory) -> Path:
+    data = yaml.safe_load(DEFAULT_RUBRIC.read_text())
+    data["tests"] = {k: {**v, "timeout": TIME_LIMIT_S} for k, v in data["tests"].items() if v["part"] in FAST_PARTS}
+    path = tmp_path_factory.mktemp("rubric") / "rubric.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.fixture
+def answer_server():
+    """A loopback server that hands out the right answer to whoever connects."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    server.settimeout(0.2)
+    connections = []
+    stop = threading.Event()
+
+    def serve():
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                continue
+            connections.append(conn)
+            conn.sendall(b"3")
+            conn.close()
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield server.getsockname()[1], connections
+    stop.set()
+    thread.join()
+    server.close()
+
+
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+def test_attack_is_contained(tmp_path, grade_submission, attack_rubric, answer_server, name):
+    if name in ROOT_ONLY and not ROOT:
+        pytest.skip("only the root sandbox (separate user, no network) defends against this")
+    files, where = ATTACKS[name]
+    port, connections = answer_server
+    results = tmp_path / "results" / "results.json"
+    values = {"reference": str(REPO / "reference" / "submission" / "p3_param_counts.py"), "repo": str(REPO),
+              "rubric": str(DEFAULT_RUBRIC), "checks": str(REPO / "autograder" / "checks" / "test_p3_param_counts.py"),
+              "results": str(results), "port": port}
+    files = {file: source.format(**values) if "{" in source and file == "p3_param_counts.py" else source
+             for file, source in files.items()}
+    folder = make_submission(tmp_path / "upload", files, layout="loose" if where == "loose" else "package")
+    before = grader_files_digest()
+
+    start = time.monotonic()
+    graded = grade_submission(folder, rubric=attack_rubric)
+    from autograder.results import write_results
+    write_results(graded.report, results)  # the real results file, which attacks aim at
+    elapsed = time.monotonic() - start
+    if name == "daemon_rewrites_results":
+        time.sleep(1.5)  # give a surviving daemon time to strike
+
+    data = json.loads(results.read_text())
+    validate_results(data, rubric_titles=[r.test.title for r in graded.report.results])
+    assert data == graded.json, "results.json changed after grading"
+    assert len(results.read_bytes()) < 1 << 20
+    lost = {t for t in graded.rows if t.split("_")[0] in (ATTACKED_PARTS if where != "import" else {"p3a", "p3b", "p3c"})}
+    for test_id, row in graded.rows.items():
+        if test_id in lost:
+            assert row.score == 0, f"{test_id} earned points: {row.output}"
+        else:
+            assert row.passed, f"{test_id} lost points: {row.output}"
+    assert grader_files_digest() == before, "grader files changed"
+    assert sandbox_processes() == [], "processes of the child outlived grading"
+    assert elapsed < WALL_LIMIT_S
+    assert not connections, "the child reached the network"
+
+
+def test_suite_has_at_least_twenty_attacks():
+    assert len(ATTACKS) >= 20
