@@ -32,14 +32,20 @@ TINY_SEED = 20190929  # the course's seed
 TINY_SIZES = dict(n_layer=2, n_head=4, n_embd=64, n_positions=1024, vocab_size=257)
 EOT_ID = 256  # 256 byte tokens, then <|endoftext|>
 EOT_TOKEN = "<|endoftext|>"
-# At GPT-2's init std 0.02 the logits h·wte have std ~0.02*sqrt(64) = 0.16: every next-token
-# distribution is nearly uniform, top-k boundaries are ties up to rounding, and temperature or
-# horizon-2 scaling barely changes anything, so checks could not tell right from wrong. With
-# wte std 0.5 the logits have std ~4: a few tokens dominate each step, the k-th and (k+1)-th
-# logits are clearly apart, and temperature visibly reshapes the distribution. wpe gets std 0.2
-# so that a wrong position offset (a past-handling bug) visibly changes the logits.
-TINY_WTE_STD = 0.5
+# Why not GPT-2's init (std 0.02): the logits h·wte would have std ~0.02*sqrt(64) = 0.16, so
+# every next-token distribution is nearly uniform, top-k boundaries are near-ties and temperature
+# barely changes anything: checks could not tell right code from wrong. A larger wte alone is no
+# cure: the residual stream is then mostly the input token's own embedding and, with the lm head
+# tied to wte, the model predicts "repeat the last token" with probability ~1. So the blocks get
+# std 0.2 (they mix the context into the stream) and wte std 0.35. Measured on random byte text:
+# mean entropy 2.85 nats, mean top probability 0.31, 6 % of the mass outside the top 40 (so
+# top-k filtering matters), median gap 0.03 between the 40th and 41st logit, and the argmax is
+# the last input token only 4 % of the time. wpe gets std 0.2 so that a wrong position offset
+# (a past-handling bug) visibly changes the logits.
+TINY_INIT_STD = 0.2
+TINY_WTE_STD = 0.35
 TINY_WPE_STD = 0.2
+TINY_BIAS_STD = 0.1
 
 CONFIG_FILE = "config.json"  # the same names as child/course_model.py reads
 WEIGHTS_FILE = "model.safetensors"
@@ -93,7 +99,8 @@ def fingerprint(model_dir: Path) -> str:
 
 def _bytes_to_unicode() -> dict[int, str]:
     """GPT-2's byte-level alphabet: each byte 0..255 as a printable unicode character."""
-    bs = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    bs = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1),
+          *range(ord("®"), ord("ÿ") + 1)]
     cs = list(bs)  # printable bytes stand for themselves
     n = 0
     for b in range(256):
@@ -116,13 +123,21 @@ def build_tiny(dest: Path) -> Path:
 
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
-    config = GPT2Config(**TINY_SIZES, bos_token_id=EOT_ID, eos_token_id=EOT_ID)
+    config = GPT2Config(**TINY_SIZES, initializer_range=TINY_INIT_STD, bos_token_id=EOT_ID,
+                        eos_token_id=EOT_ID)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(TINY_SEED)
         model = GPT2LMHeadModel(config)
-        with torch.no_grad():  # why these stds: see TINY_WTE_STD
+        with torch.no_grad():  # why these stds: see TINY_INIT_STD
             model.transformer.wte.weight.normal_(0.0, TINY_WTE_STD)
             model.transformer.wpe.weight.normal_(0.0, TINY_WPE_STD)
+            # HF inits biases to 0 and LayerNorm gains to 1: perturb them so that a model or
+            # loader that drops or swaps a bias or a LayerNorm fails the comparison tests
+            for name, param in model.named_parameters():
+                if name.endswith(".bias"):
+                    param.normal_(0.0, TINY_BIAS_STD)
+                elif ".ln_" in name and name.endswith(".weight"):
+                    param.normal_(1.0, TINY_BIAS_STD)
     model.save_pretrained(dest)
 
     byte_symbols = _bytes_to_unicode()
@@ -135,7 +150,8 @@ def build_tiny(dest: Path) -> Path:
 def _read_merges(path: Path) -> list[tuple[str, str]]:
     """The merges of a GPT-2 merges.txt / vocab.bpe (first line is the '#version' header)."""
     lines = path.read_text(encoding="utf-8").split("\n")
-    return [tuple(line.split(" ")) for line in lines if line.strip() and not line.startswith("#version")]
+    return [tuple(line.split(" ")) for line in lines
+            if line.strip() and not line.startswith("#version")]
 
 
 def load_tokenizer(model_dir: Path):
@@ -205,8 +221,8 @@ def import_checkpoint(src: Path, dest: Path) -> Path:
     # transformers fills missing weights with random values and only warns: refuse instead
     missing = [k for k in info.get("missing_keys", ()) if k != "lm_head.weight"]
     if missing:
-        raise ModelUnavailableError(f"--model {src}: checkpoint lacks weight {sorted(missing)[0]!r} "
-                                    f"({len(missing)} missing in all)")
+        raise ModelUnavailableError(f"--model {src}: checkpoint lacks weight "
+                                    f"{sorted(missing)[0]!r} ({len(missing)} missing in all)")
     dest.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(dest))
     _, config = load_course_model(dest)  # raises if the course model cannot run it

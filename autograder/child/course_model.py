@@ -89,7 +89,8 @@ class CourseConfig:
         unsupported = {
             "activation_function": (hf.get("activation_function", "gelu_new"), "gelu_new"),
             "scale_attn_weights": (hf.get("scale_attn_weights", True), True),
-            "scale_attn_by_inverse_layer_idx": (hf.get("scale_attn_by_inverse_layer_idx", False), False),
+            "scale_attn_by_inverse_layer_idx": (hf.get("scale_attn_by_inverse_layer_idx", False),
+                                                False),
             "add_cross_attention": (hf.get("add_cross_attention", False), False),
             "tie_word_embeddings": (hf.get("tie_word_embeddings", True), True),
         }
@@ -139,7 +140,8 @@ class Conv1D(nn.Module):
 
 def gelu_new(x):
     """GPT-2's GELU, the tanh approximation (transformers' 'gelu_new')."""
-    return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * torch.pow(x, 3.0))))
+    inner = math.sqrt(2.0 / math.pi) * (x + 0.044715 * torch.pow(x, 3.0))
+    return 0.5 * x * (1.0 + torch.tanh(inner))
 
 
 class Attention(nn.Module):
@@ -284,6 +286,9 @@ class CourseGPT2(nn.Module):
         P = None
         for i in range(cfg.n_layer):
             layer = past[i]
+            if not isinstance(layer, (torch.Tensor, list, tuple)):
+                raise ValueError(f"course model: past[{i}] is a {type(layer).__name__}, expected a "
+                                 f"tensor [2, B, n_head, P, head_dim]")
             if isinstance(layer, torch.Tensor) and layer.dim() != 5:
                 raise ValueError(f"course model: past[{i}] must be [2, B, n_head, P, head_dim], "
                                  f"got shape {tuple(layer.shape)}")
@@ -294,7 +299,8 @@ class CourseGPT2(nn.Module):
                 where = f"course model: past[{i}] {name}"
                 if not isinstance(t, torch.Tensor):
                     raise ValueError(f"{where} is a {type(t).__name__}, not a tensor")
-                if t.dim() != 4 or t.size(0) != batch or t.size(1) != cfg.n_head or t.size(3) != cfg.head_dim:
+                expected = (batch, cfg.n_head, cfg.head_dim)
+                if t.dim() != 4 or (t.size(0), t.size(1), t.size(3)) != expected:
                     raise ValueError(f"{where} has shape {tuple(t.shape)}, expected "
                                      f"[{batch}, {cfg.n_head}, P, {cfg.head_dim}] (batch, heads, "
                                      f"past length, head_dim)")
