@@ -5,6 +5,9 @@ As root (Gradescope, CI), the child runs as the unprivileged user ``SANDBOX_USER
 ``setup.sh``; ``nobody`` if missing), in a network namespace of its own (no network), with
 resource limits; the grader's own folders are made unreadable to other users, and when a test
 ends every process of that user is killed, however it detached (setsid, double fork).
+Grading runs that overlap (an instructor grading in parallel) each hold a slot, taken with a
+lock file: slot 0 is ``SANDBOX_USER`` itself, slot i > 0 the bare uid ``POOL_BASE + i`` (no
+passwd entry needed) in the same group, so one run's sweep never touches another run's child.
 
 Not as root (a student's or instructor's own account), the child runs as the same user, with
 the same limits, in its own session; when a test ends its process group, its descendants, and
@@ -14,6 +17,7 @@ marker are killed. This guards against accidents, not against an attacker on one
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import os
 import pwd
 import resource
@@ -25,34 +29,72 @@ from pathlib import Path
 SANDBOX_USER = "autograder-student"
 FALLBACK_USER = "nobody"
 MARKER_VARIABLE = "AUTOGRADER_SANDBOX"  # set in every child's environment, inherited by its children
+POOL_BASE = 61000
+POOL_SIZE = 256
+LOCK_DIR = Path("/tmp/autograder-sandbox-slots")
 _CLONE_NEWNET = 0x40000000
 _PR_SET_CHILD_SUBREAPER = 36
 
 
 @dataclass(frozen=True)
 class Identity:
-    """Who the child runs as. uid/gid None: the grader's own user (not root)."""
+    """Who the child runs as. uid/gid None: the grader's own user (not root).
+
+    lock_fd: the open, locked slot file that reserves this uid for one grading run (None when
+        no slot is held).
+    """
 
     uid: int | None
     gid: int | None
     name: str
+    lock_fd: int | None = None
 
     @property
     def separate(self) -> bool:
         return self.uid is not None
 
 
-def child_identity() -> Identity:
-    """The sandbox user when the grader is root, else the grader's own user."""
-    if os.geteuid() != 0:
-        return Identity(None, None, pwd.getpwuid(os.geteuid()).pw_name)
+def _sandbox_user() -> pwd.struct_passwd:
     for name in (SANDBOX_USER, FALLBACK_USER):
         try:
-            entry = pwd.getpwnam(name)
-            return Identity(entry.pw_uid, entry.pw_gid, name)
+            return pwd.getpwnam(name)
         except KeyError:
             continue
     raise RuntimeError(f"running as root, but neither {SANDBOX_USER!r} nor {FALLBACK_USER!r} exists: run setup.sh")
+
+
+def child_identity() -> Identity:
+    """Slot 0's identity (the sandbox user) when root, else the grader's own user; holds no slot."""
+    if os.geteuid() != 0:
+        return Identity(None, None, pwd.getpwuid(os.geteuid()).pw_name)
+    user = _sandbox_user()
+    return Identity(user.pw_uid, user.pw_gid, user.pw_name)
+
+
+def allocate_identity() -> Identity:
+    """Reserve a sandbox uid for one grading run (see the module docstring); release it with
+    ``release_identity``. Not root: the grader's own user, nothing reserved."""
+    if os.geteuid() != 0:
+        return child_identity()
+    user = _sandbox_user()
+    LOCK_DIR.mkdir(mode=0o700, exist_ok=True)
+    for slot in range(POOL_SIZE):
+        fd = os.open(LOCK_DIR / f"slot-{slot}", os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue
+        uid = user.pw_uid if slot == 0 else POOL_BASE + slot
+        identity = Identity(uid, user.pw_gid, user.pw_name if slot == 0 else f"{user.pw_name}+{slot}", fd)
+        sweep(root_pid=-1, identity=identity, marker="")  # leftovers of a run that died holding the slot
+        return identity
+    raise RuntimeError(f"all {POOL_SIZE} sandbox slots are in use by other grading runs")
+
+
+def release_identity(identity: Identity) -> None:
+    if identity.lock_fd is not None:
+        os.close(identity.lock_fd)  # closing drops the flock
 
 
 def become_subreaper() -> None:
@@ -140,11 +182,13 @@ def _carries_marker(pid: int, marker: str) -> bool:
         return False
 
 
-def sweep(*, root_pid: int, identity: Identity, marker: str, rounds: int = 50) -> int:
+def sweep(*, root_pid: int, identity: Identity, marker: str, whole_user: bool = True, keep: frozenset = frozenset(),
+          rounds: int = 50) -> int:
     """Kill the child and everything it started; returns how many processes were killed.
 
-    With a separate user: every process of that user. Otherwise: the child's descendants, and
-    orphans reparented to this process that carry the sandbox's marker.
+    With a separate user and ``whole_user``: every process of that user. Otherwise: the child's
+    descendants, and orphans reparented to this process that carry the sandbox's marker, except
+    ``keep`` (the run's other live children, when there are any) and their descendants.
     """
     killed = 0
     me = os.getpid()
@@ -153,7 +197,7 @@ def sweep(*, root_pid: int, identity: Identity, marker: str, rounds: int = 50) -
         # Zombies are dead already; those reparented to us are reaped so none is left behind.
         _reap([pid for pid, ppid, _, zombie in table if zombie and ppid == me])
         table = [(pid, ppid, uid) for pid, ppid, uid, zombie in table if not zombie]
-        if identity.separate:
+        if identity.separate and whole_user:
             targets = {pid for pid, _, uid in table if uid == identity.uid}
         else:
             children = {}
@@ -162,7 +206,7 @@ def sweep(*, root_pid: int, identity: Identity, marker: str, rounds: int = 50) -
             targets, stack = set(), [root_pid] + [p for p in children.get(me, []) if _carries_marker(p, marker)]
             while stack:
                 pid = stack.pop()
-                if pid not in targets and pid != me:
+                if pid not in targets and pid != me and pid not in keep:
                     targets.add(pid)
                     stack.extend(children.get(pid, []))
             alive = {pid for pid, _, _ in table}

@@ -136,10 +136,12 @@ class Sandbox:
     identity: Identity = field(init=False)
     marker: str = field(init=False)
     _children: int = field(init=False, default=0)
+    _released: bool = field(init=False, default=False)
+    _live: set = field(init=False, default_factory=set)  # children not yet closed
 
     def __post_init__(self):
         source, self.layout = locate_submission(self.upload)
-        self.identity = isolation.child_identity()
+        self.identity = isolation.allocate_identity()
         self.marker = secrets.token_hex(8)
         isolation.become_subreaper()
         self.root = Path(tempfile.mkdtemp(prefix="autograder-"))
@@ -160,10 +162,18 @@ class Sandbox:
         scratch = self.root / f"scratch-{self._children}"
         scratch.mkdir()
         isolation.hand_over(scratch, self.identity)
-        return StudentProcess(self, scratch=scratch, time_limit_s=time_limit_s, label=label)
+        child = StudentProcess(self, scratch=scratch, time_limit_s=time_limit_s, label=label)
+        self._live.add(child)
+        return child
 
     def close(self):
-        shutil.rmtree(self.root, ignore_errors=True)
+        for child in list(self._live):
+            child.close()
+        if hasattr(self, "root"):
+            shutil.rmtree(self.root, ignore_errors=True)
+        if not self._released:
+            self._released = True
+            isolation.release_identity(self.identity)
 
     def __enter__(self):
         return self
@@ -193,7 +203,8 @@ class StudentProcess:
         read_fd, write_fd = os.pipe()
         box = self.sandbox
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(self.scratch), "TMPDIR": str(self.scratch),
-               "LANG": "C.UTF-8", isolation.MARKER_VARIABLE: box.marker}
+               "LANG": "C.UTF-8", "USER": box.identity.name, "LOGNAME": box.identity.name,
+               isolation.MARKER_VARIABLE: box.marker}
         for name in ("CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS"):
             if name in os.environ:
                 env[name] = os.environ[name]
@@ -220,7 +231,12 @@ class StudentProcess:
             except (ProcessLookupError, PermissionError):
                 pass
             self.proc.wait()
-            isolation.sweep(root_pid=self.proc.pid, identity=self.sandbox.identity, marker=self.sandbox.marker)
+            box = self.sandbox
+            box._live.discard(self)
+            # The whole sandbox user is swept once no other child of this run is alive.
+            siblings = frozenset(c.proc.pid for c in box._live if c.proc is not None and not c._closed)
+            isolation.sweep(root_pid=self.proc.pid, identity=box.identity, marker=box.marker,
+                            whole_user=not siblings, keep=siblings)
             if self.proc.stdin:
                 try:
                     self.proc.stdin.close()

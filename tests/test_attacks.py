@@ -139,24 +139,35 @@ def grader_files_digest() -> str:
     return digest.hexdigest()
 
 
-def sandbox_processes() -> list[int]:
-    """Processes a child left: any of the sandbox user (as root), any carrying the sandbox marker."""
-    identity = isolation.child_identity()
-    left = []
-    for pid, _, uid, zombie in isolation._processes():
-        if identity.separate and uid == identity.uid:
-            left.append(pid)
-        elif _has_marker(pid):
-            left.append(pid)
-    return left
+def sandbox_processes(identities, markers) -> list[int]:
+    """Processes a run's children left: any of the uids it was given (as root), any carrying
+    its sandbox marker."""
+    uids = {identity.uid for identity in identities if identity.separate}
+    return [pid for pid, _, uid, _ in isolation._processes() if uid in uids or _marker_of(pid) in markers]
 
 
-def _has_marker(pid: int) -> bool:
+def _marker_of(pid: int) -> str | None:
+    prefix = isolation.MARKER_VARIABLE.encode() + b"="
     try:
         with open(f"/proc/{pid}/environ", "rb") as handle:
-            return any(item.startswith(isolation.MARKER_VARIABLE.encode() + b"=") for item in handle.read().split(b"\0"))
+            items = handle.read().split(b"\0")
     except OSError:
-        return False
+        return None
+    return next((item[len(prefix):].decode() for item in items if item.startswith(prefix)), None)
+
+
+@pytest.fixture
+def sandboxes(monkeypatch):
+    """The identities and markers of the sandboxes grading makes during a test."""
+    from autograder.sandbox import Sandbox
+    made = []
+    original = Sandbox.__post_init__
+
+    def record(self):
+        original(self)
+        made.append(self)
+    monkeypatch.setattr(Sandbox, "__post_init__", record)
+    return made
 
 
 @pytest.fixture(scope="module")
@@ -196,7 +207,7 @@ def answer_server():
 
 
 @pytest.mark.parametrize("name", sorted(ATTACKS))
-def test_attack_is_contained(tmp_path, grade_submission, attack_rubric, answer_server, name):
+def test_attack_is_contained(tmp_path, grade_submission, attack_rubric, answer_server, sandboxes, name):
     if name in ROOT_ONLY and not ROOT:
         pytest.skip("only the root sandbox (separate user, no network) defends against this")
     files, where = ATTACKS[name]
@@ -229,7 +240,9 @@ def test_attack_is_contained(tmp_path, grade_submission, attack_rubric, answer_s
         else:
             assert row.passed, f"{test_id} lost points: {row.output}"
     assert grader_files_digest() == before, "grader files changed"
-    assert sandbox_processes() == [], "processes of the child outlived grading"
+    assert sandboxes, "grading made no sandbox"
+    left = sandbox_processes([box.identity for box in sandboxes], {box.marker for box in sandboxes})
+    assert left == [], "processes of the child outlived grading"
     assert elapsed < WALL_LIMIT_S
     assert not connections, "the child reached the network"
 

@@ -130,3 +130,18 @@ def test_only_python_files_are_copied(tmp_path):
     copied = copy_submission(found, tmp_path / "dest")
     assert copied == ["helpers/maths.py", "p3_param_counts.py"]
     assert (tmp_path / "dest" / "__init__.py").exists() and (tmp_path / "dest" / "helpers" / "__init__.py").exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="separate sandbox users need root")
+def test_overlapping_runs_get_separate_users_and_do_not_kill_each_other(tmp_path):
+    source = "import os, time\ndef who(): return os.getuid()\ndef nap():\n    time.sleep(1)\n    return 1\n"
+    with sandbox_with(tmp_path / "a", source) as first, sandbox_with(tmp_path / "b", source) as second:
+        assert first.identity.uid != second.identity.uid
+        with first.process(time_limit_s=10, label="a") as a, second.process(time_limit_s=10, label="b") as b:
+            assert a.call("p3_param_counts", "who") == first.identity.uid
+            assert b.call("p3_param_counts", "who") == second.identity.uid
+            with first.process(time_limit_s=10, label="a2") as other:
+                other.call("p3_param_counts", "who")
+            # closing a child kills neither a sibling of the same run nor another run's child
+            assert a.call("p3_param_counts", "nap") == 1
+            assert b.call("p3_param_counts", "nap") == 1
