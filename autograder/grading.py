@@ -9,7 +9,11 @@ id they score: ``@pytest.mark.graded("p3a_public")``. The plugin gives them fixt
   instances are reproducible with ``--seed`` and do not depend on which other tests ran;
 - ``outcome``: ``outcome.note(text)`` adds feedback to a passing row, ``outcome.fraction = x``
   gives partial credit;
-- ``graded_test``: the rubric entry (``GradedTest``).
+- ``graded_test``: the rubric entry (``GradedTest``);
+- ``run_settings``: what the run grades with beyond the rubric entry (``RunSettings``: model
+  folder, device, the course's data files);
+- ``clean_process``: a fresh child that never runs student code, for grader harnesses whose
+  answers must be trusted (e.g. replaying a student's sampled tokens through the model).
 
 Each test's outcome is kept in the item's stash and collected into ``TestResult`` rows; a rubric
 test that no check implements, or whose check could not run, still gets a row.
@@ -19,6 +23,7 @@ from __future__ import annotations
 import traceback
 import zlib
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,7 +31,7 @@ import pytest
 from .compare import CheckFailed
 from .results import TestResult
 from .rubric import GradedTest
-from .sandbox import Sandbox, StudentCodeError
+from .sandbox import Sandbox, StudentCodeError, StudentProcess
 
 GRADED_TEST = pytest.StashKey[GradedTest]()
 OUTCOME = pytest.StashKey["Outcome"]()
@@ -47,13 +52,41 @@ class Outcome:
         self.notes.append(text)
 
 
+@dataclass(frozen=True)
+class RunSettings:
+    """What a grading run uses beyond the rubric entries.
+
+    model_dir: the prepared model folder children load for P6 (None: no rubric test needs one).
+    device: where children run the model ("cpu", "cuda").
+    data_files: the course's data files by name (``rubric.DATA_NAMES``), from the rubric's data
+        section or AUTOGRADER_DATA_DIR; names not configured are absent.
+    """
+
+    model_dir: Path | None
+    device: str
+    data_files: dict
+
+
+class CleanProcess:
+    """A child process that never imports or runs student code: it only runs grader harnesses,
+    so its answers can be trusted. Only ``harness`` is offered; the harnesses run here must not
+    call submission code (P6's clean harnesses also refuse to run where any was imported)."""
+
+    def __init__(self, process: StudentProcess):
+        self._process = process
+
+    def harness(self, name: str, **kwargs):
+        return self._process.harness(name, **kwargs)
+
+
 class GradingPlugin:
     """Scores one submission: rubric in, one TestResult per rubric test out."""
 
-    def __init__(self, *, tests: list[GradedTest], sandbox: Sandbox, seed: int):
+    def __init__(self, *, tests: list[GradedTest], sandbox: Sandbox, seed: int, data_files: dict | None = None):
         self.tests = {t.test_id: t for t in tests}
         self.sandbox = sandbox
         self.seed = seed
+        self.settings = RunSettings(sandbox.model_dir, sandbox.device, dict(data_files or {}))
         self.results: dict[str, TestResult] = {}
         self.problems: list[str] = []  # grader configuration problems found at collection
 
@@ -101,6 +134,18 @@ class GradingPlugin:
         process = self.sandbox.process(time_limit_s=graded_test.timeout, label=graded_test.test_id)
         try:
             yield process
+        finally:
+            process.close()
+
+    @pytest.fixture(scope="session")
+    def run_settings(self) -> RunSettings:
+        return self.settings
+
+    @pytest.fixture
+    def clean_process(self, graded_test):
+        process = self.sandbox.process(time_limit_s=graded_test.timeout, label=f"{graded_test.test_id}-clean")
+        try:
+            yield CleanProcess(process)
         finally:
             process.close()
 

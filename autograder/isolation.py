@@ -23,7 +23,7 @@ import pwd
 import resource
 import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 SANDBOX_USER = "autograder-student"
@@ -105,19 +105,26 @@ def become_subreaper() -> None:
         pass
 
 
+def _default_memory_mb() -> int | None:
+    """AUTOGRADER_CHILD_MEMORY_MB if set (0: unlimited), else 4096."""
+    value = int(os.environ.get("AUTOGRADER_CHILD_MEMORY_MB", "4096"))
+    return value or None
+
+
 @dataclass(frozen=True)
 class Limits:
     """Resource limits of one child process.
 
     memory_mb: address-space limit (RLIMIT_AS); None leaves it unlimited (needed with CUDA,
-        which reserves far more address space than it uses).
+        which reserves far more address space than it uses). Default: the environment variable
+        AUTOGRADER_CHILD_MEMORY_MB (0 for unlimited), else 4096.
     file_size_mb: largest file the child may write (stdout's log included).
     open_files: file descriptors the child may hold.
     processes: processes and threads of the sandbox user (RLIMIT_NPROC; only with a separate
         user, since it counts every process of the user).
     """
 
-    memory_mb: int | None = 4096
+    memory_mb: int | None = field(default_factory=_default_memory_mb)
     file_size_mb: int = 16
     open_files: int = 256
     processes: int = 512

@@ -292,6 +292,16 @@ def fetch_gpt2(dest: Path, *, hub_id: str = "gpt2", timeout_s: float = 20.0) -> 
     return dest
 
 
+def _make_readable(folder: Path) -> None:
+    """Folders 0755, files 0644: a sandboxed child running as another user must read the model.
+    (mkdtemp makes folders 0700 and safetensors writes model.safetensors 0600.) Also applied to
+    folders prepared before this was done."""
+    for path in [folder, *folder.rglob("*")]:
+        mode = 0o755 if path.is_dir() else 0o644
+        if not path.is_symlink() and path.stat().st_mode & 0o777 != mode and os.access(path, os.W_OK):
+            path.chmod(mode)
+
+
 def _build_once(final: Path, build) -> Path:
     """Make final with build(tmp_dir) unless it is already prepared; safe across processes.
 
@@ -299,12 +309,13 @@ def _build_once(final: Path, build) -> Path:
     another process got there first, its folder is kept and ours discarded.
     """
     if is_prepared(final):
+        _make_readable(final)
         return final
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.building-", dir=final.parent))
     try:
         build(tmp)
-        tmp.chmod(0o755)  # mkdtemp makes it 0700; a sandboxed child as another user must read it
+        _make_readable(tmp)
         try:
             os.rename(tmp, final)
         except OSError:

@@ -5,11 +5,15 @@ It is validated on load against ``SCHEMA`` (a JSON Schema, checked with ``jsonsc
 error names the file and the key that is wrong, e.g.
 ``rubric.yaml: tests.p3a_public.weight: 'one' is not of type 'number'``.
 
+An optional ``data:`` section names the course's data files P6 uses (``data_files``; the
+folder in ``AUTOGRADER_DATA_DIR`` overrides it).
+
 Field names follow gradescope-utils' decorators, whose attributes Gradescope's results use:
 ``weight`` (the points, results' ``max_score``), ``visibility``, ``number``, ``tags``.
 """
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +24,8 @@ import yaml
 DEFAULT_RUBRIC = Path(__file__).with_name("rubric.yaml")
 VISIBILITIES = ("visible", "hidden", "after_due_date", "after_published")
 PART_PATTERN = r"^p[1-6][a-h]?$"
+DATA_NAMES = ("random", "shakespeare", "neurips", "snippets")  # the course's data files, by stem
+DATA_DIR_ENV = "AUTOGRADER_DATA_DIR"
 
 SCHEMA = {
     "type": "object",
@@ -34,6 +40,15 @@ SCHEMA = {
                 "visibility": {"enum": list(VISIBILITIES)},
                 "timeout": {"type": "number", "exclusiveMinimum": 0, "maximum": 3600},
             },
+        },
+        "data": {
+            "type": "object",
+            "additionalProperties": False,
+            "description": "The course's data files for P6 (paths relative to the rubric file, or absolute): "
+                           "pickled dicts/lists of strings as the course ships them, or text files with one "
+                           "string per line. AUTOGRADER_DATA_DIR (a folder with the course's file names) "
+                           "overrides them.",
+            "properties": {name: {"type": "string", "minLength": 1} for name in DATA_NAMES},
         },
         "tests": {
             "type": "object",
@@ -128,6 +143,30 @@ def load_rubric(path: Path | str = DEFAULT_RUBRIC) -> list[GradedTest]:
             timeout=float(entry.get("timeout", defaults["timeout"])),
             number=f"{_part_number(part)}.{positions[part]}", extra_credit=bool(entry.get("extra_credit", False))))
     return tests
+
+
+def data_files(path: Path | str = DEFAULT_RUBRIC, *, environ=None) -> dict[str, Path]:
+    """The course's data files configured for P6, by name (``DATA_NAMES``); names not configured
+    are absent. The rubric's ``data:`` section gives paths relative to the rubric file (or
+    absolute); a folder in ``AUTOGRADER_DATA_DIR`` overrides them with the files in it that have
+    the course's names (``random.pkl`` …, or ``random.txt`` … with one string per line).
+    Raises RubricError naming the key for a configured path that is not a file."""
+    path = Path(path)
+    load_rubric(path)  # validates the whole file, data section included
+    section = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("data") or {}
+    files = {}
+    for name, value in section.items():
+        file = (path.parent / value).resolve() if not Path(value).is_absolute() else Path(value)
+        if not file.is_file():
+            raise RubricError(f"{path.name}: data.{name}: {value!r} is not a file (resolved to {file})")
+        files[name] = file
+    folder = (os.environ if environ is None else environ).get(DATA_DIR_ENV)
+    if folder:
+        for name in DATA_NAMES:
+            found = [Path(folder) / f"{name}{suffix}" for suffix in (".pkl", ".txt") if (Path(folder) / f"{name}{suffix}").is_file()]
+            if found:
+                files[name] = found[0].resolve()
+    return files
 
 
 def _part_number(part: str) -> str:

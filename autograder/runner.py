@@ -19,7 +19,7 @@ import pytest
 from . import isolation
 from .grading import GradingPlugin
 from .results import GradingReport, failure_report, write_results
-from .rubric import DEFAULT_RUBRIC, GradedTest, RubricError, load_rubric
+from .rubric import DEFAULT_RUBRIC, GradedTest, RubricError, data_files, load_rubric
 from .sandbox import Sandbox, SubmissionError, locate_submission
 
 CHECKS_DIR = Path(__file__).with_name("checks")
@@ -88,7 +88,7 @@ def _grade(upload: Path, *, tests, model, device, seed, checks_dir, rubric) -> G
     model_dir, model_text, device = _resolve_model(model, device) if _needs_model(tests) else (None, "", device)
     with Sandbox(upload, model_dir=model_dir, device=device) as sandbox:
         isolation.protect([*TRUSTED_FOLDERS, checks_dir, Path(rubric).resolve().parent], sandbox.identity)
-        plugin = GradingPlugin(tests=tests, sandbox=sandbox, seed=seed)
+        plugin = GradingPlugin(tests=tests, sandbox=sandbox, seed=seed, data_files=data_files(rubric))
         args = [str(checks_dir), "-p", "no:cacheprovider", "-p", "no:randomly", "--import-mode=importlib",
                 "-q", "--no-header", "-o", "console_output_style=classic", "--rootdir", str(checks_dir),
                 "-c", os.devnull]

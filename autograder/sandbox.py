@@ -23,7 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from . import isolation
@@ -140,6 +140,9 @@ class Sandbox:
     _live: set = field(init=False, default_factory=set)  # children not yet closed
 
     def __post_init__(self):
+        if self.device.startswith("cuda") and self.limits.memory_mb is not None:
+            # CUDA reserves far more address space than it uses: RLIMIT_AS would make it fail to start
+            self.limits = replace(self.limits, memory_mb=None)
         source, self.layout = locate_submission(self.upload)
         self.identity = isolation.allocate_identity()
         self.marker = secrets.token_hex(8)

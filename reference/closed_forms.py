@@ -242,8 +242,28 @@ def _p4_evaluate(function, name, x1_values, *, positive):
     return values
 
 
-def p4_mixture(mu1, sigma1, mu2, sigma2, *, x1_nodes=2001, tv_tolerance=1e-3, max_x1_nodes=2**15 + 1):
+def _p4_batch(evaluate, x1_values):
+    """(means, sds) from evaluate(x1_values), checked: float64 arrays of len(x1_values), finite, sds > 0."""
+    means, sds = evaluate(np.asarray(x1_values, dtype=np.float64))
+    means, sds = np.asarray(means, dtype=np.float64), np.asarray(sds, dtype=np.float64)
+    for name, values in (("mu2", means), ("sigma2", sds)):
+        if values.shape != (len(x1_values),):
+            raise ValueError(f"{name} gave {values.shape} values for {len(x1_values)} x1 nodes")
+        bad = ~np.isfinite(values) | ((values <= 0.0) if name == "sigma2" else False)
+        if bad.any():
+            first = int(np.argmax(bad))
+            wanted = "a finite float > 0" if name == "sigma2" else "a finite float"
+            raise ValueError(f"{name}(x1={float(x1_values[first])!r}) returned {float(values[first])!r}, expected {wanted}")
+    return means, sds
+
+
+def p4_mixture(mu1, sigma1, mu2=None, sigma2=None, *, evaluate=None, x1_nodes=2001, tv_tolerance=1e-3,
+               max_x1_nodes=2**15 + 1):
     """Discretise p_f(x_2) = ∫ N(x_1|μ_1, σ_1²) N(x_2|μ_2(x_1), σ_2(x_1)²) dx_1 into a P4Mixture.
+
+    μ_2 and σ_2 come either as callables mu2, sigma2 (called with Python floats, once per node) or
+    as evaluate(x1) -> (means, sds): a batch of nodes in, their μ_2 and σ_2 out (e.g. values a
+    grader had another process compute); both are checked alike (finite, σ_2 > 0).
 
     Starts with x1_nodes uniform nodes on μ_1 ± 8σ_1 and doubles them (2N − 1, reusing the old ones)
     until the probability of "unresolved" intervals — neighbouring nodes whose μ_2 or σ_2 differ by
@@ -251,16 +271,18 @@ def p4_mixture(mu1, sigma1, mu2, sigma2, *, x1_nodes=2001, tv_tolerance=1e-3, ma
     leaves one such interval whose probability halves with each doubling; a steep but continuous μ_2
     is refined until it is resolved, so a Gaussian marginal is never mistaken for a comb of spikes.
     Each unresolved interval can move the marginal by at most its probability in total variation.
-    mu2 and sigma2 are called with Python floats, once per node. Raises ValueError for bad inputs or
-    when max_x1_nodes nodes do not resolve the model.
+    Raises ValueError for bad inputs or when max_x1_nodes nodes do not resolve the model.
     """
     mu1, sigma1 = float(mu1), float(sigma1)
     if not (math.isfinite(mu1) and math.isfinite(sigma1) and sigma1 > 0.0):
         raise ValueError(f"need a finite mu1 and a finite sigma1 > 0, got mu1={mu1!r}, sigma1={sigma1!r}")
+    if evaluate is None:
+        def evaluate(x1_values):
+            return (_p4_evaluate(mu2, "mu2", x1_values, positive=False),
+                    _p4_evaluate(sigma2, "sigma2", x1_values, positive=True))
     n = int(x1_nodes)
     u = np.linspace(-P4_X1_HALF_WIDTH, P4_X1_HALF_WIDTH, n)  # standardised x_1 nodes
-    means = _p4_evaluate(mu2, "mu2", mu1 + sigma1 * u, positive=False)
-    sds = _p4_evaluate(sigma2, "sigma2", mu1 + sigma1 * u, positive=True)
+    means, sds = _p4_batch(evaluate, mu1 + sigma1 * u)
     while True:
         weights = np.exp(-0.5 * u**2)
         weights /= weights.sum()  # trapezoid end corrections are below 1e-14 at ±8σ_1
@@ -277,20 +299,20 @@ def p4_mixture(mu1, sigma1, mu2, sigma2, *, x1_nodes=2001, tv_tolerance=1e-3, ma
         # Nested refinement: the old nodes are the even ones, so only midpoints are new calls.
         n = 2 * n - 1
         u = np.linspace(-P4_X1_HALF_WIDTH, P4_X1_HALF_WIDTH, n)
-        new_x1 = mu1 + sigma1 * u[1::2]
-        means = np.insert(means, np.arange(1, means.size), _p4_evaluate(mu2, "mu2", new_x1, positive=False))
-        sds = np.insert(sds, np.arange(1, sds.size), _p4_evaluate(sigma2, "sigma2", new_x1, positive=True))
+        new_means, new_sds = _p4_batch(evaluate, mu1 + sigma1 * u[1::2])
+        means = np.insert(means, np.arange(1, means.size), new_means)
+        sds = np.insert(sds, np.arange(1, sds.size), new_sds)
 
 
-def p4_marginal_x2(mu1, sigma1, mu2, sigma2, grid, *, tv_tolerance=1e-3):
-    """p_f(x_2) at each point of grid (any shape), by quadrature over x_1 (see p4_mixture).
+def p4_marginal_x2(mu1, sigma1, mu2, sigma2, grid, *, evaluate=None, tv_tolerance=1e-3):
+    """p_f(x_2) at each point of grid (any shape), by quadrature over x_1 (see p4_mixture, also for evaluate).
 
     Promise: the values are those of a normalised Gaussian mixture within tv_tolerance of the true
     p_f in total variation (the error comes from unresolved jumps of μ_2 or σ_2 only), so on a
     uniform grid with spacing ≤ min σ_2 / 4 covering every component ± 10 σ_2 the trapezoid
     integral is 1 to about 1e-12.
     """
-    mixture = p4_mixture(mu1, sigma1, mu2, sigma2, tv_tolerance=tv_tolerance)
+    mixture = p4_mixture(mu1, sigma1, mu2, sigma2, evaluate=evaluate, tv_tolerance=tv_tolerance)
     return mixture.density(grid)
 
 
@@ -312,7 +334,7 @@ class P4Gap:
         return self.tv - self.error_bound
 
 
-def p4_gaussianity_gap(mu1, sigma1, mu2, sigma2, *, tv_tolerance=1e-3) -> P4Gap:
+def p4_gaussianity_gap(mu1, sigma1, mu2=None, sigma2=None, *, evaluate=None, tv_tolerance=1e-3) -> P4Gap:
     """Total variation between p_f(x_2) and the Gaussian with its mean and variance, and a mode count.
 
     Every Gaussian marginal (e.g. μ_2 = a x_1 + b, σ_2 constant) gives tv < 1e-10; a counterexample
@@ -320,9 +342,10 @@ def p4_gaussianity_gap(mu1, sigma1, mu2, sigma2, *, tv_tolerance=1e-3) -> P4Gap:
     (scipy quad, relative and absolute tolerance 1e-10) over all components ± 12 σ_2 and the Gaussian
     ± 12 sd, with break points at quantiles of the component means; the mode count uses a uniform
     grid of 4001 points over the components ± 4 σ_2 (bumps narrower than its spacing can be missed,
-    so modes is a description, not a certificate). Raises ValueError as p4_mixture does.
+    so modes is a description, not a certificate). μ_2, σ_2 come as callables or as evaluate (see
+    p4_mixture). Raises ValueError as p4_mixture does.
     """
-    mixture = p4_mixture(mu1, sigma1, mu2, sigma2, tv_tolerance=tv_tolerance)
+    mixture = p4_mixture(mu1, sigma1, mu2, sigma2, evaluate=evaluate, tv_tolerance=tv_tolerance)
     mean, sd = mixture.mean, math.sqrt(mixture.variance)
     weights, means, sds = mixture.distinct_components()  # same mixture, cheaper to evaluate
     coeff = weights / (math.sqrt(2.0 * math.pi) * sds)  # (distinct,)

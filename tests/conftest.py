@@ -8,8 +8,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import yaml
 
-from autograder.rubric import load_rubric
+from autograder.rubric import DEFAULT_RUBRIC, load_rubric
 from autograder.runner import grade
 
 REPO = Path(__file__).resolve().parents[1]
@@ -72,3 +73,15 @@ def rubric_ids() -> list[str]:
 
 def ids_of_part(rubric_ids: list[str], *parts: str) -> set[str]:
     return {t for t in rubric_ids if t.split("_")[0] in parts}
+
+
+def rubric_of_parts(path: Path, *parts: str) -> Path:
+    """Write to ``path`` a rubric holding only the real rubric's tests of ``parts`` (parts such as
+    "p1", "p5a", or single test ids such as "p5a_public"), with their points and timeouts, so a
+    mutant test grades only its own problem."""
+    data = yaml.safe_load(DEFAULT_RUBRIC.read_text(encoding="utf-8"))
+    data["tests"] = {test_id: entry for test_id, entry in data["tests"].items()
+                     if entry["part"] in parts or test_id in parts}
+    assert data["tests"], f"no rubric tests for {parts}"
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path

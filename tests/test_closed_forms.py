@@ -416,3 +416,21 @@ def test_p5_log_estimator_bias_is_negative_and_shrinks_like_one_over_k():
     assert bias[1] / bias[4] > 2
     for small, large in [(4, 16), (16, 64)]:
         assert 2 < bias[small] / bias[large] < 8, f"bias({small}) / bias({large}) = {bias[small] / bias[large]:.3g}"
+
+
+def test_p4_gap_from_batch_values_matches_callables():
+    # The grader passes values computed in another process: evaluate(x1) -> (means, sds).
+    mu1, sigma1, mu2, sigma2 = _reference_model()
+    asked = []
+
+    def evaluate(x1):
+        asked.append(x1.size)
+        return mu2(x1), sigma2(x1)
+
+    from_batches = cf.p4_gaussianity_gap(mu1, sigma1, evaluate=evaluate)
+    assert from_batches == cf.p4_gaussianity_gap(mu1, sigma1, mu2, sigma2)
+    assert asked[0] == 2001 and sum(asked) == from_batches.x1_nodes  # refinements ask for the new midpoints only
+    with pytest.raises(ValueError, match=r"sigma2\(x1=-8.0\) returned -1.0"):
+        cf.p4_gaussianity_gap(0.0, 1.0, evaluate=lambda x1: (0 * x1, np.where(x1 < 0, -1.0, 1.0)))
+    with pytest.raises(ValueError, match="gave"):
+        cf.p4_gaussianity_gap(0.0, 1.0, evaluate=lambda x1: (np.zeros(3), np.ones(3)))

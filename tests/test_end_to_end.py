@@ -9,17 +9,29 @@ import sys
 import pytest
 
 from autograder.rubric import load_rubric
-from conftest import REFERENCE, REPO, TEMPLATE, make_submission
+from conftest import REFERENCE, REPO, TEMPLATE, make_submission, rubric_of_parts
 from gradescope_schema import validate_results
 
 TITLES = [t.title for t in load_rubric()]
+
+
+@pytest.fixture(scope="module")
+def p3_rubric(tmp_path_factory):
+    """Engine behaviour (layouts, broken uploads, seeds, CLI) is shown on P3 alone, which grades
+    in about a second; the whole rubric is graded for the reference, the template and Gradescope."""
+    folder = tmp_path_factory.mktemp("rubric-p3")
+    return rubric_of_parts(folder / "rubric.yaml", "p3a", "p3b", "p3c")
+
+
+P3_TITLES = [t for t in TITLES if t.startswith("[p3")]
 
 
 def test_reference_gets_full_marks(grade_submission):
     graded = grade_submission(REFERENCE)
     validate_results(graded.json, rubric_titles=TITLES)
     assert graded.failed() == set(), {t: graded.output(t) for t in graded.failed()}
-    assert graded.json["score"] == graded.report.max_score > 0
+    extra_credit = sum(t.weight for t in load_rubric() if t.extra_credit)  # P6's p6g and p6h
+    assert graded.json["score"] == graded.report.max_score + extra_credit > 0
 
 
 def test_template_gets_zero_and_says_not_implemented(grade_submission):
@@ -39,9 +51,9 @@ def test_template_gets_zero_and_says_not_implemented(grade_submission):
     ({"p3_param_counts.py": "import this_module_does_not_exist\n"}, (), "ModuleNotFoundError"),
     ({}, ("p3_param_counts.py",), "submission/p3_param_counts.py is not in your upload"),
 ])
-def test_broken_submission_gets_a_complete_results_file(tmp_path, grade_submission, files, drop, expected):
-    graded = grade_submission(make_submission(tmp_path / "sub", files, drop=drop))
-    validate_results(graded.json, rubric_titles=TITLES)
+def test_broken_submission_gets_a_complete_results_file(tmp_path, grade_submission, p3_rubric, files, drop, expected):
+    graded = grade_submission(make_submission(tmp_path / "sub", files, drop=drop), rubric=p3_rubric)
+    validate_results(graded.json, rubric_titles=P3_TITLES)
     p3 = [t for t in graded.rows if t.startswith("p3")]
     for test_id in p3:
         assert graded.score(test_id) == 0
@@ -49,7 +61,7 @@ def test_broken_submission_gets_a_complete_results_file(tmp_path, grade_submissi
     assert all(graded.rows[t].passed for t in graded.rows if t not in p3)
 
 
-def test_upload_without_python_files_gets_rows_for_every_test(tmp_path, grade_submission):
+def test_upload_without_python_files_gets_rows_for_every_test(tmp_path, grade_submission, p3_rubric):
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "notes.txt").write_text("forgot the code")
     graded = grade_submission(tmp_path / "empty")
@@ -59,26 +71,27 @@ def test_upload_without_python_files_gets_rows_for_every_test(tmp_path, grade_su
 
 
 @pytest.mark.parametrize("layout", ["loose", "nested"])
-def test_other_layouts_grade_like_the_package(tmp_path, grade_submission, layout):
+def test_other_layouts_grade_like_the_package(tmp_path, grade_submission, p3_rubric, layout):
     if layout == "loose":
         folder = make_submission(tmp_path / "loose", layout="loose")
     else:
         folder = make_submission(tmp_path / "nested" / "src")
         folder = folder.parent
-    graded = grade_submission(folder)
+    graded = grade_submission(folder, rubric=p3_rubric)
     assert graded.failed() == set()
 
 
-def test_seed_is_printed_and_reproducible(tmp_path, grade_submission):
-    first = grade_submission(REFERENCE, seed=None)
-    again = grade_submission(REFERENCE, seed=None)
+def test_seed_is_printed_and_reproducible(tmp_path, grade_submission, p3_rubric):
+    first = grade_submission(REFERENCE, seed=None, rubric=p3_rubric)
+    again = grade_submission(REFERENCE, seed=None, rubric=p3_rubric)
     assert first.report.seed == again.report.seed
     assert f"Seed {first.report.seed}" in first.json["output"]
-    changed = grade_submission(make_submission(tmp_path / "s", {"extra.py": "# a comment\n"}), seed=None)
+    changed = grade_submission(make_submission(tmp_path / "s", {"extra.py": "# a comment\n"}), seed=None,
+                               rubric=p3_rubric)
     assert changed.report.seed != first.report.seed
 
 
-def test_grader_never_imports_student_code(tmp_path, grade_submission):
+def test_grader_never_imports_student_code(tmp_path, grade_submission, p3_rubric):
     marker = tmp_path / "imported-in-grader"
     graded = grade_submission(make_submission(tmp_path / "s", {"p3_param_counts.py": f"""
         import os, sys
@@ -89,19 +102,19 @@ def test_grader_never_imports_student_code(tmp_path, grade_submission):
         def independent(k): return sum(x - 1 for x in k)
         def markov(k, m):
             return prod(k[:m]) - 1 + sum((k[i] - 1) * prod(k[i - m:i]) for i in range(m, len(k)))
-    """}))
+    """}), rubric=p3_rubric)
     assert graded.failed() == set()
     assert not marker.exists()
     assert "submission" not in sys.modules and not any(m.startswith("submission.") for m in sys.modules)
 
 
-def test_internal_grader_error_still_gives_a_row_per_test(tmp_path, grade_submission):
+def test_internal_grader_error_still_gives_a_row_per_test(tmp_path, grade_submission, p3_rubric):
     checks = tmp_path / "checks"
     checks.mkdir()
     (checks / "test_broken.py").write_text("import pytest\n@pytest.mark.graded('p3a_public')\n"
                                            "def test_x(student):\n    raise KeyError('grader bug')\n")
-    graded = grade_submission(REFERENCE, checks_dir=checks)
-    validate_results(graded.json, rubric_titles=TITLES)
+    graded = grade_submission(REFERENCE, checks_dir=checks, rubric=p3_rubric)
+    validate_results(graded.json, rubric_titles=P3_TITLES)
     assert "Internal grader error" in graded.output("p3a_public")
     assert "no check implements" in graded.output("p3b_public")
 
@@ -114,21 +127,22 @@ def test_invalid_rubric_still_writes_valid_results(tmp_path, grade_submission):
     assert "tests.p3a_public.weight" in graded.json["tests"][0]["output"]
 
 
-def test_cli_grades_and_prints_the_table(tmp_path):
+def test_cli_grades_and_prints_the_table(tmp_path, p3_rubric):
     results = tmp_path / "r.json"
     done = subprocess.run([sys.executable, "-m", "autograder", "grade", str(REFERENCE), "--results", str(results),
-                           "--seed", "7"], cwd=REPO, capture_output=True, text=True, timeout=300)
+                           "--seed", "7", "--rubric", str(p3_rubric)], cwd=REPO, capture_output=True, text=True,
+                          timeout=300)
     assert done.returncode == 0, done.stderr
     assert "total" in done.stdout and "[p3a]" not in done.stdout and "p3a" in done.stdout
     data = json.loads(results.read_text())
-    validate_results(data, rubric_titles=TITLES)
+    validate_results(data, rubric_titles=P3_TITLES)
     assert "Seed 7" in data["output"]
 
 
-def test_cli_exits_zero_for_a_failing_submission(tmp_path):
+def test_cli_exits_zero_for_a_failing_submission(tmp_path, p3_rubric):
     results = tmp_path / "r.json"
-    done = subprocess.run([sys.executable, "-m", "autograder", "grade", str(TEMPLATE), "--results", str(results)],
-                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    done = subprocess.run([sys.executable, "-m", "autograder", "grade", str(TEMPLATE), "--results", str(results),
+                           "--rubric", str(p3_rubric)], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert json.loads(results.read_text())["score"] == 0
 
@@ -147,7 +161,7 @@ def test_run_autograder_on_a_gradescope_tree(tmp_path):
     assert done.returncode == 0, done.stderr
     data = json.loads((root / "results" / "results.json").read_text())
     validate_results(data, rubric_titles=TITLES)
-    assert data["score"] == sum(t.weight for t in load_rubric() if not t.extra_credit)
+    assert data["score"] == sum(t.weight for t in load_rubric())  # full marks, extra credit included
 
 
 def test_run_autograder_without_a_grader_still_writes_results(tmp_path):

@@ -2,7 +2,7 @@
 right-but-different one keeps full marks."""
 import pytest
 
-from conftest import ids_of_part, make_submission
+from conftest import ids_of_part, make_submission, rubric_of_parts
 
 CORRECT = """
 from math import prod
@@ -78,10 +78,17 @@ RIGHT_BUT_DIFFERENT = {
 }
 
 
+@pytest.fixture
+def rubric(tmp_path):
+    """P3's tests only: grading the whole rubric (P6 included) would cost far more per mutant."""
+    return rubric_of_parts(tmp_path / "rubric-p3.yaml", "p3a", "p3b", "p3c")
+
+
 @pytest.mark.parametrize("name", sorted(MUTANTS))
-def test_wrong_submission_loses_exactly_its_checks(tmp_path, grade_submission, rubric_ids, name):
+def test_wrong_submission_loses_exactly_its_checks(tmp_path, grade_submission, rubric_ids, rubric, name):
     source, lose = MUTANTS[name]
-    graded = grade_submission(make_submission(tmp_path / name, {"p3_param_counts.py": source}))
+    graded = grade_submission(make_submission(tmp_path / name, {"p3_param_counts.py": source}), rubric=rubric)
+    assert set(graded.rows) == ids_of_part(rubric_ids, "p3a", "p3b", "p3c")
     assert graded.failed() == lose, {t: graded.output(t) for t in graded.failed() ^ lose}
     for test_id in lose:
         assert graded.score(test_id) == 0
@@ -90,23 +97,26 @@ def test_wrong_submission_loses_exactly_its_checks(tmp_path, grade_submission, r
 
 
 @pytest.mark.parametrize("name", sorted(RIGHT_BUT_DIFFERENT))
-def test_right_but_different_keeps_full_marks(tmp_path, grade_submission, rubric_ids, name):
-    graded = grade_submission(make_submission(tmp_path / name, {"p3_param_counts.py": RIGHT_BUT_DIFFERENT[name]}))
+def test_right_but_different_keeps_full_marks(tmp_path, grade_submission, rubric_ids, rubric, name):
+    graded = grade_submission(make_submission(tmp_path / name, {"p3_param_counts.py": RIGHT_BUT_DIFFERENT[name]}),
+                              rubric=rubric)
     assert graded.failed() == set(), {t: graded.output(t) for t in graded.failed()}
     assert all(graded.score(t) > 0 for t in ids_of_part(rubric_ids, "p3a", "p3b", "p3c"))
 
 
-def test_feedback_names_call_expected_got_and_hint(tmp_path, grade_submission):
-    graded = grade_submission(make_submission(tmp_path / "s", {"p3_param_counts.py": MUTANTS["full_joint_no_minus_one"][0]}))
+def test_feedback_names_call_expected_got_and_hint(tmp_path, grade_submission, rubric):
+    graded = grade_submission(make_submission(tmp_path / "s", {"p3_param_counts.py": MUTANTS["full_joint_no_minus_one"][0]}),
+                              rubric=rubric)
     text = graded.output("p3a_public")
     assert "full_joint([2, 2]) returned 4" in text and "expected 3" in text
     assert "Hint: one joint probability is fixed by the others" in text
     assert "7 of 7 answers wrong" in text
-    floats = grade_submission(make_submission(tmp_path / "f", {"p3_param_counts.py": MUTANTS["full_joint_float"][0]}))
+    floats = grade_submission(make_submission(tmp_path / "f", {"p3_param_counts.py": MUTANTS["full_joint_float"][0]}),
+                              rubric=rubric)
     assert "a float (a count must be an exact int" in floats.output("p3a_public")
 
 
-def test_each_run_draws_its_own_random_instances(tmp_path, grade_submission):
+def test_each_run_draws_its_own_random_instances(tmp_path, grade_submission, rubric):
     """An answer table for one seed's random instances fails under another seed."""
     from autograder.checks import test_p3_param_counts as checks
     import numpy as np
@@ -116,5 +126,5 @@ def test_each_run_draws_its_own_random_instances(tmp_path, grade_submission):
     table.update({tuple(k): checks.reference.full_joint(k) for k in checks.PUBLIC_K})
     source = replace("def full_joint(k): return prod(k) - 1", f"TABLE = {table!r}\ndef full_joint(k): return TABLE.get(tuple(k), 0)")
     folder = make_submission(tmp_path / "table", {"p3_param_counts.py": source})
-    assert "p3a_random" not in grade_submission(folder, seed=1).failed()
-    assert "p3a_random" in grade_submission(folder, seed=2).failed()
+    assert "p3a_random" not in grade_submission(folder, seed=1, rubric=rubric).failed()
+    assert "p3a_random" in grade_submission(folder, seed=2, rubric=rubric).failed()

@@ -29,6 +29,7 @@ import traceback
 import numpy as np
 
 from . import codec, harness
+from . import p6_harness  # noqa: F401  (registers the P6 harnesses)
 
 _MAX_TRACEBACK = 4000
 

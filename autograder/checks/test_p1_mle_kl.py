@@ -1,0 +1,128 @@
+"""P1 checks: maximum likelihood is KL minimisation (part p1).
+
+Each of the three functions is graded on fixed public instances and on instances drawn from the
+run's seed. Expected values come from the reference solution (tests/ verifies it against the
+SymPy identity in reference/closed_forms.py). The public instances hold every edge case the
+spec names: zero cells (0·log 0 = 0), a row with p̂(x) = 0 (contributes nothing), q = 0 where
+p̂ = 0 (allowed), a single row and a single column. Random instances have zero cells but every
+row has mass and q > 0, so they test the formula at sizes and values no one can hard-code.
+
+Tolerance: |got − expected| ≤ 1e-8 + 1e-6·|expected|, in float64 (a float32 computation of
+these O(1) sums stays well inside it; every wrong formula we know is off by far more).
+"""
+import numpy as np
+import pytest
+
+from autograder.compare import CheckFailed, expect_close
+from autograder.sandbox import StudentCodeError
+from reference.submission import p1_mle_kl as reference
+
+MODULE = "p1_mle_kl"
+RTOL, ATOL = 1e-6, 1e-8
+
+
+def _public():
+    """(description, p_xy, q_y_given_x) for the fixed public instances."""
+    third = 1.0 / 3.0
+    return [
+        ("a dense 2x2 p_xy", [[0.1, 0.2], [0.3, 0.4]], [[0.5, 0.5], [0.25, 0.75]]),
+        ("a 2x3 p_xy with zero cells", [[0.25, 0.0, 0.25], [0.1, 0.4, 0.0]], [[0.2, 0.3, 0.5], [0.6, 0.3, 0.1]]),
+        ("a 3x3 p_xy whose second row is all zero (p(x) = 0)", [[0.2, 0.1, 0.1], [0.0, 0.0, 0.0], [0.3, 0.0, 0.3]],
+         [[third, third, third], [0.1, 0.1, 0.8], [0.5, 0.25, 0.25]]),
+        ("a 3x3 p_xy with a zero row and q = 0 wherever p_xy = 0 (allowed)",
+         [[0.3, 0.0, 0.2], [0.0, 0.0, 0.0], [0.1, 0.4, 0.0]], [[0.6, 0.0, 0.4], [1.0, 0.0, 0.0], [0.5, 0.5, 0.0]]),
+        ("a single row (|X| = 1)", [[0.1, 0.6, 0.3]], [[0.2, 0.2, 0.6]]),
+        ("a single column (|Y| = 1)", [[0.4], [0.6]], [[1.0], [1.0]]),
+        ("deterministic conditionals p(y|x) in {0, 1}", [[0.0, 0.5], [0.5, 0.0]], [[0.1, 0.9], [0.7, 0.3]]),
+    ]
+
+
+PUBLIC = [(text, np.array(p, dtype=np.float64), np.array(q, dtype=np.float64)) for text, p, q in _public()]
+
+
+def random_instances(rng, *, count: int = 12):
+    """Shapes 1..8 x 2..8 (and one 30 x 40), about a quarter of the cells zero but every row with
+    mass, entries spread over several orders of magnitude; q from a Dirichlet, strictly positive."""
+    shapes = [(int(rng.integers(1, 9)), int(rng.integers(2, 9))) for _ in range(count - 1)] + [(30, 40)]
+    instances = []
+    for rows, cols in shapes:
+        p = rng.dirichlet(np.full(rows * cols, 0.7)).reshape(rows, cols) * rng.uniform(0.01, 1.0, size=(rows, cols))
+        p[rng.random((rows, cols)) < 0.25] = 0.0
+        for row in np.flatnonzero(p.sum(axis=1) == 0.0):  # every row keeps some mass
+            p[row, rng.integers(cols)] = rng.uniform(0.01, 1.0)
+        p /= p.sum()
+        q = rng.dirichlet(np.full(cols, 1.5), size=rows)
+        q = np.maximum(q, 1e-6)
+        q /= q.sum(axis=1, keepdims=True)
+        instances.append((f"a random {rows}x{cols} p_xy", p, q))
+    return instances
+
+
+HINTS = {
+    "expected_kl": "E_p(x)[KL] = sum over cells with p_xy > 0 of p(x, y) log(p(y|x) / q(y|x)), with p(y|x) = "
+                   "p(x, y) / p(x): skip cells (and rows) where p_xy is 0, and weight by the joint p(x, y).",
+    "expected_log_likelihood": "sum over cells with p_xy > 0 of p(x, y) log q(y|x): 0·log 0 = 0, so cells with "
+                               "p_xy = 0 must not enter (q may be 0 there), and use the natural log.",
+    "theta_independent_term": "C = sum over cells with p_xy > 0 of p(x, y) log p(y|x) = −H(Y|X) (not −H(Y) or "
+                              "−H(X, Y)); a row with p(x) = 0 contributes nothing.",
+}
+
+
+def _expected(function: str, p, q) -> float:
+    if function == "theta_independent_term":
+        return reference.theta_independent_term(p)
+    return getattr(reference, function)(p, q)
+
+
+def check(student, function: str, instances, outcome) -> None:
+    """Call ``function`` on every instance in one round trip and compare with the reference;
+    fail on the first wrong answer, saying how many were wrong."""
+    calls = [(p,) if function == "theta_independent_term" else (p, q) for _, p, q in instances]
+    answers = student.map(MODULE, function, calls)
+    failures = []
+    for (text, p, q), got in zip(instances, answers):
+        args = "p_xy" if function == "theta_independent_term" else "p_xy, q_y_given_x"
+        call = f"{function}({args})"
+        instance = f"{text}, p_xy = {np.array2string(p, precision=4, threshold=30)}" + (
+            "" if function == "theta_independent_term" else f", q_y_given_x = {np.array2string(q, precision=4, threshold=30)}")
+        if isinstance(got, StudentCodeError):
+            got.message = f"On {instance}:\n{call}: {got.message}"
+            raise got
+        try:
+            expect_close(got, _expected(function, p, q), rtol=RTOL, atol=ATOL, call=call, instance=instance,
+                         hint=HINTS[function])
+        except CheckFailed as error:
+            failures.append(str(error))
+    if failures:
+        raise CheckFailed(f"{len(failures)} of {len(instances)} answers wrong. The first:\n{failures[0]}")
+    outcome.note(f"All {len(instances)} answers within {ATOL:g} + {RTOL:g}·|expected|.")
+
+
+@pytest.mark.graded("p1_kl_public")
+def test_expected_kl_public(student, outcome):
+    check(student, "expected_kl", PUBLIC, outcome)
+
+
+@pytest.mark.graded("p1_kl_random")
+def test_expected_kl_random(student, rng, outcome):
+    check(student, "expected_kl", random_instances(rng), outcome)
+
+
+@pytest.mark.graded("p1_loglik_public")
+def test_expected_log_likelihood_public(student, outcome):
+    check(student, "expected_log_likelihood", PUBLIC, outcome)
+
+
+@pytest.mark.graded("p1_loglik_random")
+def test_expected_log_likelihood_random(student, rng, outcome):
+    check(student, "expected_log_likelihood", random_instances(rng), outcome)
+
+
+@pytest.mark.graded("p1_constant_public")
+def test_theta_independent_term_public(student, outcome):
+    check(student, "theta_independent_term", PUBLIC, outcome)
+
+
+@pytest.mark.graded("p1_constant_random")
+def test_theta_independent_term_random(student, rng, outcome):
+    check(student, "theta_independent_term", random_instances(rng), outcome)

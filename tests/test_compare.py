@@ -1,0 +1,131 @@
+"""The shared comparison helpers: which forms of a value are accepted, what the feedback says,
+and that the statistical tests keep their stated false-fail probabilities."""
+import math
+
+import numpy as np
+import pytest
+
+from autograder.child.codec import TensorValue
+from autograder.compare import (CheckFailed, as_array, as_bool, as_real, expect_close, expect_close_up_to_shift,
+                                mean_test, normal_threshold, two_sample_mean_test)
+
+
+def tensor(value, dtype="torch.float32"):
+    array = np.asarray(value, dtype=bool if dtype == "torch.bool" else np.float32 if "float" in dtype else np.int64)
+    return TensorValue(array=array, dtype=dtype, device="cpu", requires_grad=False)
+
+
+@pytest.mark.parametrize("value, expected", [
+    (1.5, 1.5), (2, 2.0), (np.float32(1.5), 1.5), (np.int64(-3), -3.0), (np.uint8(7), 7.0), (np.array(2.5), 2.5),
+    (tensor(0.25), 0.25), (tensor(4, "torch.int64"), 4.0),
+])
+def test_as_real_accepts_the_course_forms(value, expected):
+    got = as_real(value, call="f()")
+    assert type(got) is float and got == expected
+
+
+@pytest.mark.parametrize("value, message", [
+    (True, "a bool is not a number here"), (np.bool_(False), "a bool is not a number here"),
+    (tensor(True, "torch.bool"), "a bool is not a number here"), ("1.0", "a str"), ([1.0], "a list"),
+    (np.array([1.0]), "a single number is wanted"), (tensor([1.0]), "a single number is wanted"),
+    (1 + 0j, "a complex"), (np.complex128(1), "numpy complex128"), (None, "None"),
+    (math.nan, "NaN or an infinity is never right"), (np.float64(-np.inf), "NaN or an infinity"),
+    (10**400, "NaN or an infinity"),
+])
+def test_as_real_refuses_everything_else(value, message):
+    with pytest.raises(CheckFailed) as error:
+        as_real(value, call="f(1)", hint="think again")
+    text = str(error.value)
+    assert message in text and text.startswith("f(1) returned") and "Hint: think again" in text
+
+
+@pytest.mark.parametrize("value, expected", [
+    (True, True), (False, False), (np.bool_(False), False), (np.array(True), True), (tensor(False, "torch.bool"), False),
+])
+def test_as_bool_accepts_bools(value, expected):
+    assert as_bool(value, call="g()") is expected
+
+
+@pytest.mark.parametrize("value, message", [
+    (0, "return the bool itself, not an int"), (np.int64(1), "not an int"), ("False", "'False', a str"),
+    (0.0, "a float"), (tensor([False], "torch.bool"), "tensor"), (None, "None"),
+])
+def test_as_bool_refuses_other_values(value, message):
+    with pytest.raises(CheckFailed) as error:
+        as_bool(value, call="g()")
+    assert message in str(error.value) and "expected a bool" in str(error.value)
+
+
+def test_as_array_checks_type_shape_and_finiteness():
+    got = as_array(tensor([[1, 2], [3, 4]]), shape=(2, 2), call="h()")
+    assert got.dtype == np.float64 and got.tolist() == [[1, 2], [3, 4]]
+    for value, message in [([1.0, 2.0], "as an ndarray or a tensor"), (np.zeros(3, dtype=bool), "as an ndarray"),
+                           (np.zeros((3, 1)), "b with shape (3, 1)"), (np.array([1.0, np.nan, 2.0]), "b[1] = nan")]:
+        with pytest.raises(CheckFailed) as error:
+            as_array(value, shape=(3,), call="h()", name="b")
+        assert message in str(error.value), str(error.value)
+
+
+def test_expect_close_reports_the_worst_entry():
+    expected = np.array([[1.0, 2.0], [3.0, 4.0]])
+    got = expected + np.array([[0.0, 1e-7], [0.5, 0.0]])
+    assert np.array_equal(expect_close(expected.copy(), expected, rtol=1e-6, atol=0, call="f()"), expected)
+    with pytest.raises(CheckFailed) as error:
+        expect_close(got, expected, rtol=1e-6, atol=1e-9, call="f(x)", instance="the instance", hint="h")
+    text = str(error.value)
+    assert text.startswith("On the instance:\nf(x) returned the value with 1 of 4 entries off")
+    assert "the value[1, 0], is 3.5" in text and "the value[1, 0] = 3.0 (difference 0.5" in text
+    assert expect_close(np.float32(0.5), 0.5, rtol=1e-6, atol=1e-9, call="f()") == 0.5
+    with pytest.raises(CheckFailed, match=r"difference 0.001; tolerance 1e-06"):
+        expect_close(1.001, 1.0, rtol=0, atol=1e-6, call="f()")
+
+
+def test_expect_close_up_to_shift_accepts_common_shifts_only():
+    rng = np.random.default_rng(0)
+    W, b = rng.normal(size=(4, 3)), rng.normal(size=4)
+    shift = expect_close_up_to_shift(W + np.array([1.0, -2.0, 30.0]), W, rtol=1e-6, atol=1e-9, call="s()", name="W")
+    assert np.allclose(shift, [1.0, -2.0, 30.0])
+    expect_close_up_to_shift(b - 1e3, b, rtol=1e-6, atol=1e-9, call="s()", name="b")
+    wrong = b.copy()
+    wrong[2] += 0.01
+    with pytest.raises(CheckFailed) as error:
+        expect_close_up_to_shift(wrong + 5.0, b, rtol=1e-6, atol=1e-9, call="s()", name="b")
+    assert "any shift shared by all 4 rows is accepted" in str(error.value) and "b[2]" in str(error.value)
+    # A huge shift buys no slack: the tolerance follows the reference's centred entries.
+    with pytest.raises(CheckFailed):
+        expect_close_up_to_shift(wrong + 1e9, b, rtol=1e-6, atol=1e-9, call="s()", name="b")
+
+
+def test_normal_threshold_values():
+    assert normal_threshold(1e-6) == pytest.approx(4.8916, abs=1e-4)
+    assert normal_threshold(1e-7) == pytest.approx(5.3267, abs=1e-4)
+
+
+def test_bernstein_threshold_solves_its_inequality_and_is_conservative():
+    rng = np.random.default_rng(1)
+    n, sd, bound, false_fail = 500, 1 / math.sqrt(12), 0.5, 0.3
+    test = mean_test(rng.uniform(size=n), 0.5, sd=sd, bound=bound, false_fail=false_fail)
+    epsilon = test.threshold
+    assert 2 * math.exp(-n * epsilon**2 / (2 * sd**2 + 2 * bound * epsilon / 3)) == pytest.approx(false_fail)
+    fails = sum(not mean_test(rng.uniform(size=n), 0.5, sd=sd, bound=bound, false_fail=false_fail).passed
+                for _ in range(2000))
+    assert fails / 2000 < false_fail  # Bernstein is a bound: the real rate is far lower
+    assert not mean_test(rng.uniform(size=n) + 4 * test.detectable, 0.5, sd=sd, bound=bound).passed
+
+
+def test_normal_tests_fail_a_correct_answer_at_the_stated_rate():
+    # At false_fail 0.5 the aimed rate is 0.05 (the margin of 10); 4000 trials pin it to ±0.01.
+    rng = np.random.default_rng(2)
+    one = np.mean([not mean_test(rng.normal(size=400), 0.0, false_fail=0.5).passed for _ in range(4000)])
+    two = np.mean([not two_sample_mean_test(rng.normal(size=300), rng.normal(size=900), false_fail=0.5).passed
+                   for _ in range(4000)])
+    assert 0.035 < one < 0.065 and 0.035 < two < 0.065
+
+
+def test_two_sample_test_reports_what_feedback_needs():
+    rng = np.random.default_rng(3)
+    test = two_sample_mean_test(rng.normal(0.3, 1.0, 20000), rng.normal(0.0, 1.0, 200000))
+    assert not test.passed and test.statistic > 20
+    assert test.standard_error == pytest.approx(math.sqrt(1 / 20000 + 1 / 200000), rel=0.02)
+    assert test.detectable == pytest.approx(test.threshold + 3.09 * test.standard_error, rel=1e-3)
+    assert "standard errors" in test.summary() and "probability ≤ 1.0e-06" in test.summary()

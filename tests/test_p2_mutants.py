@@ -1,0 +1,122 @@
+"""P2 proven by mutants: each wrong submission loses exactly the checks it should, and each
+right-but-different one (other shifts of the softmax parameters, other types) keeps full marks.
+Grading uses a rubric of P2's tests only."""
+import pytest
+
+from autograder.checks import test_p2_gaussian_softmax as checks
+from conftest import make_submission, rubric_of_parts
+
+P2_IDS = {"p2_uniform_public", "p2_nonuniform_public", "p2_random"}
+
+CORRECT = """
+import numpy as np
+
+def softmax_parameters(pi, mu, sigma):
+    pi, mu = np.asarray(pi, dtype=float), np.asarray(mu, dtype=float)
+    W = mu / sigma**2
+    b = np.log(pi) - np.sum(mu**2, axis=1) / (2 * sigma**2)
+    return W, b
+"""
+
+
+def replace(old: str, new: str) -> str:
+    assert CORRECT.count(old) == 1, old
+    return CORRECT.replace(old, new)
+
+
+def _hard_coded() -> str:
+    table = {}
+    for _, pi, mu, sigma in checks._instances(checks.UNIFORM_PUBLIC + checks.NONUNIFORM_PUBLIC):
+        W, b = checks.reference.softmax_parameters(pi, mu, sigma)
+        table[(tuple(pi.tolist()), sigma)] = (W.tolist(), b.tolist())
+    return f"""
+import numpy as np
+TABLE = {table!r}
+def softmax_parameters(pi, mu, sigma):
+    W, b = TABLE.get((tuple(np.asarray(pi).tolist()), sigma), (np.zeros(np.shape(mu)), np.zeros(len(pi))))
+    return np.array(W), np.array(b)
+"""
+
+
+B_LINE = "b = np.log(pi) - np.sum(mu**2, axis=1) / (2 * sigma**2)"
+MUTANTS = {
+    # the prior left out: right only when pi is uniform
+    "no_log_prior": (replace(B_LINE, "b = -np.sum(mu**2, axis=1) / (2 * sigma**2)"), {"p2_nonuniform_public", "p2_random"}),
+    # the norm term left out
+    "no_norm_term": (replace(B_LINE, "b = np.log(pi)"), {"p2_uniform_public", "p2_nonuniform_public", "p2_random"}),
+    # sigma instead of sigma squared in W (right only for sigma = 1)
+    "w_over_sigma": (replace("W = mu / sigma**2", "W = mu / sigma"), {"p2_uniform_public", "p2_nonuniform_public", "p2_random"}),
+    # "with a uniform prior the bias vanishes": b = 0 then, right otherwise
+    "zero_bias_when_uniform": (replace("    return W, b", "    if np.allclose(pi, pi[0]):\n        b = np.zeros_like(b)\n    return W, b"),
+                               {"p2_uniform_public"}),
+    # log(pi + 1e-12) to "avoid log 0": off only for a rare class
+    "smoothed_log_prior": (replace("np.log(pi)", "np.log(pi + 1e-12)"), {"p2_nonuniform_public"}),
+    # b returned with shape (k, 1)
+    "b_column": (replace("    return W, b", "    return W, b[:, None]"), {"p2_uniform_public", "p2_nonuniform_public", "p2_random"}),
+    # a different shift for one class only is not a common shift
+    "one_class_shifted": (replace("    return W, b", "    b = b.copy()\n    b[-1] += 0.5\n    return W, b"),
+                          {"p2_uniform_public", "p2_nonuniform_public", "p2_random"}),
+    # the public answers from a table
+    "hard_coded": (_hard_coded(), {"p2_random"}),
+}
+
+RIGHT_BUT_DIFFERENT = {
+    # class 0 as the reference class: w_y − w_0, b_y − b_0 (a common shift), returned as a list
+    "reference_class_list": """
+        import numpy as np
+        def softmax_parameters(pi, mu, sigma):
+            mu = np.asarray(mu, dtype=float)
+            W = mu / sigma**2
+            b = np.log(pi) - 0.5 * np.einsum("kn,kn->k", mu, mu) / sigma**2
+            return [W - W[0], b - b[0]]
+        """,
+    # the full log density kept: −‖x − μ_y‖²/(2σ²) expands to a class-independent −‖x‖²/(2σ²) (dropped)
+    # plus these terms, with log of the Gaussian normaliser and an arbitrary vector added to every w_y
+    "normaliser_and_shift_torch": """
+        import math
+        import torch
+        def softmax_parameters(pi, mu, sigma):
+            mu = torch.as_tensor(mu, dtype=torch.float64)
+            k, n = mu.shape
+            c = torch.linspace(-3.0, 7.0, n, dtype=torch.float64)  # any vector, the same for every class
+            W = mu / sigma**2 + c
+            b = torch.log(torch.as_tensor(pi)) - (mu**2).sum(dim=1) / (2 * sigma**2) - 0.5 * n * math.log(2 * math.pi * sigma**2)
+            return W, b.to(torch.float64)
+        """,
+}
+
+
+@pytest.fixture
+def rubric(tmp_path):
+    return rubric_of_parts(tmp_path / "rubric-p2.yaml", "p2")
+
+
+@pytest.mark.parametrize("name", sorted(MUTANTS))
+def test_wrong_submission_loses_exactly_its_checks(tmp_path, grade_submission, rubric, name):
+    source, lose = MUTANTS[name]
+    graded = grade_submission(make_submission(tmp_path / name, {"p2_gaussian_softmax.py": source}), rubric=rubric)
+    assert set(graded.rows) == P2_IDS
+    assert graded.failed() == lose, {t: graded.output(t) for t in graded.failed() ^ lose}
+    for test_id in lose:
+        assert graded.score(test_id) == 0
+        assert "softmax_parameters(pi, mu, sigma)" in graded.output(test_id)
+
+
+@pytest.mark.parametrize("name", sorted(RIGHT_BUT_DIFFERENT))
+def test_right_but_different_keeps_full_marks(tmp_path, grade_submission, rubric, name):
+    graded = grade_submission(make_submission(tmp_path / name, {"p2_gaussian_softmax.py": RIGHT_BUT_DIFFERENT[name]}),
+                              rubric=rubric)
+    assert graded.failed() == set(), {t: graded.output(t) for t in graded.failed()}
+    assert all(graded.score(t) == graded.rows[t].test.weight for t in P2_IDS)
+
+
+def test_feedback_for_a_uniform_only_answer_says_so(tmp_path, grade_submission, rubric):
+    graded = grade_submission(make_submission(tmp_path / "s", {"p2_gaussian_softmax.py": MUTANTS["no_log_prior"][0]}),
+                              rubric=rubric)
+    text = graded.output("p2_nonuniform_public")
+    assert "4 of 4 answers wrong" in text and "prior (0.2, 0.8)" in text
+    assert "Hint: your b leaves out log π_y: that is only right when the prior is uniform" in text
+    assert "any shift shared by all 2 rows is accepted" in text
+    column = grade_submission(make_submission(tmp_path / "c", {"p2_gaussian_softmax.py": MUTANTS["b_column"][0]}),
+                              rubric=rubric)
+    assert "b with shape (2, 1)" in column.output("p2_uniform_public") and "expected b with shape (2,)" in column.output("p2_uniform_public")

@@ -1,0 +1,138 @@
+"""P4 proven by mutants: each wrong submission loses exactly the checks it should, and each
+right-but-different one (other non-Gaussian marginals, other accepted types) keeps full marks.
+Grading uses a rubric of P4's tests only."""
+import pytest
+
+from conftest import make_submission, rubric_of_parts
+
+P4_IDS = {"p4_same_space", "p4_counterexample_form", "p4_counterexample_marginal"}
+FORM_AND_MARGINAL = {"p4_counterexample_form", "p4_counterexample_marginal"}
+
+CORRECT = """
+def same_hypothesis_space():
+    return False
+
+def mu2(x1):
+    return 0.0 if x1 <= 0 else 4.0
+
+def sigma2(x1):
+    return 0.5
+
+def counterexample():
+    return {"mu1": 0.0, "sigma1": 1.0, "mu2": mu2, "sigma2": sigma2}
+"""
+
+
+def replace(old: str, new: str) -> str:
+    assert CORRECT.count(old) == 1, old
+    return CORRECT.replace(old, new)
+
+
+MU2 = "    return 0.0 if x1 <= 0 else 4.0"
+SIGMA2 = "    return 0.5\n"
+MUTANTS = {
+    "same_space_true": (replace("    return False", "    return True"), {"p4_same_space"}),
+    "same_space_int": (replace("    return False", "    return 0"), {"p4_same_space"}),
+    "same_space_string": (replace("    return False", "    return 'False'"), {"p4_same_space"}),
+    # x2 = 2 x1 + 1 + 0.5 noise is Gaussian
+    "linear_mean": (replace(MU2, "    return 2.0 * x1 + 1.0"), {"p4_counterexample_marginal"}),
+    # constant mean and sd: x2 is independent of x1, and Gaussian
+    "constant_mean": (replace(MU2, "    return 3.0"), {"p4_counterexample_marginal"}),
+    # a bimodal marginal, but mu2 is not a function: it changes from call to call
+    "mu2_random_jitter": (replace(MU2, "    import random\n    return (0.0 if x1 <= 0 else 4.0) + random.gauss(0.0, 1e-3)"),
+                          {"p4_counterexample_form"}),
+    # sigma2 = 0 far from mu1 only: the marginal is fine, but sigma2 must be > 0 everywhere
+    "sigma2_zero_far_out": (replace(SIGMA2, "    return 0.5 if abs(x1) < 10 else 0.0\n"), {"p4_counterexample_form"}),
+    # sigma2 negative for x1 < 0
+    "sigma2_negative": (replace(SIGMA2, "    return x1\n"), FORM_AND_MARGINAL),
+    "sigma1_zero": (replace('"sigma1": 1.0', '"sigma1": 0.0'), FORM_AND_MARGINAL),
+    "mu2_returns_list": (replace(MU2, "    return [0.0 if x1 <= 0 else 4.0]"), FORM_AND_MARGINAL),
+    "mu2_nan_beyond_2": (replace(MU2, "    return float('nan') if x1 > 2 else 0.0 if x1 <= 0 else 4.0"), FORM_AND_MARGINAL),
+    "missing_sigma2": (replace(', "sigma2": sigma2}', "}"), FORM_AND_MARGINAL),
+    "mu2_not_callable": (replace('"mu2": mu2,', '"mu2": 4.0,'), FORM_AND_MARGINAL),
+    "tuple_not_dict": (replace('return {"mu1": 0.0, "sigma1": 1.0, "mu2": mu2, "sigma2": sigma2}', "return (0.0, 1.0, mu2, sigma2)"),
+                       FORM_AND_MARGINAL),
+}
+
+RIGHT_BUT_DIFFERENT = {
+    # a scale mixture: one peak, heavy tails; torch scalars and a 0-d bool tensor
+    "scale_mixture_torch": """
+        import torch
+        def same_hypothesis_space():
+            return torch.tensor(False)
+        def counterexample():
+            return {"mu1": torch.tensor(0.5, dtype=torch.float64), "sigma1": torch.tensor(2.0),
+                    "mu2": lambda x1: torch.tensor(1.0), "sigma2": lambda x1: torch.tensor(0.2 if x1 < 0.5 else 3.0)}
+        """,
+    # a smooth, skewed marginal (a chi-square-like x1²), numpy scalars
+    "smooth_quadratic_numpy": """
+        import numpy as np
+        def same_hypothesis_space():
+            return np.False_
+        def counterexample():
+            return {"mu1": np.float64(1.0), "sigma1": np.float64(0.7),
+                    "mu2": lambda x1: np.square(np.float64(x1)), "sigma2": lambda x1: 0.3 + 0.1 * np.abs(np.float64(x1))}
+        """,
+    # three bumps from integer-valued steps; ints where reals are wanted; an OrderedDict with an extra key
+    "three_steps_ints": """
+        import collections
+        import numpy as np
+        class Forward:
+            def mu2(self, x1):
+                return np.int64(-5 if x1 < -1 else 0 if x1 < 1 else 5)
+            def sigma2(self, x1):
+                return 1
+        def same_hypothesis_space():
+            return bool(0)
+        def counterexample():
+            model = Forward()
+            return collections.OrderedDict(mu1=0, sigma1=2, mu2=model.mu2, sigma2=model.sigma2, note="bumps at -5, 0, 5")
+        """,
+}
+
+
+@pytest.fixture
+def rubric(tmp_path):
+    return rubric_of_parts(tmp_path / "rubric-p4.yaml", "p4")
+
+
+@pytest.mark.parametrize("name", sorted(MUTANTS))
+def test_wrong_submission_loses_exactly_its_checks(tmp_path, grade_submission, rubric, name):
+    source, lose = MUTANTS[name]
+    graded = grade_submission(make_submission(tmp_path / name, {"p4_autoregressive.py": source}), rubric=rubric)
+    assert set(graded.rows) == P4_IDS
+    assert graded.failed() == lose, {t: graded.output(t) for t in graded.failed() ^ lose}
+    for test_id in lose:
+        assert graded.score(test_id) == 0
+        function = "same_hypothesis_space()" if test_id == "p4_same_space" else "counterexample()"
+        assert function in graded.output(test_id)
+        assert "Internal grader error" not in graded.output(test_id)
+
+
+@pytest.mark.parametrize("name", sorted(RIGHT_BUT_DIFFERENT))
+def test_right_but_different_keeps_full_marks(tmp_path, grade_submission, rubric, name):
+    graded = grade_submission(make_submission(tmp_path / name, {"p4_autoregressive.py": RIGHT_BUT_DIFFERENT[name]}),
+                              rubric=rubric)
+    assert graded.failed() == set(), {t: graded.output(t) for t in graded.failed()}
+    assert all(graded.score(t) == graded.rows[t].test.weight for t in P4_IDS)
+
+
+def test_feedback_names_the_bad_value_and_the_gap(tmp_path, grade_submission, rubric):
+    def grade(name):
+        return grade_submission(make_submission(tmp_path / name, {"p4_autoregressive.py": MUTANTS[name][0]}), rubric=rubric)
+
+    linear = grade("linear_mean").output("p4_counterexample_marginal")
+    assert "x2-marginal is Gaussian, or too close to one to tell" in linear and "total variation distance" in linear
+    assert "Hint: with mu2 linear in x1 and sigma2 constant" in linear
+    negative = grade("sigma2_negative")
+    for test_id in FORM_AND_MARGINAL:
+        text = negative.output(test_id)
+        assert "counterexample()['sigma2'](-" in text and "expected a standard deviation: a finite number > 0" in text
+    assert "counterexample()['mu2'](2." in grade("mu2_nan_beyond_2").output("p4_counterexample_marginal")
+    listed = grade("mu2_returns_list").output("p4_counterexample_form")
+    assert "returned [0.0], a list" in listed or "returned [4.0], a list" in listed
+    jitter = grade("mu2_random_jitter").output("p4_counterexample_form")
+    assert "the same value every time" in jitter
+    assert "returned 'False', a str" in grade("same_space_string").output("p4_same_space")
+    assert "return the bool itself, not an int" in grade("same_space_int").output("p4_same_space")
+    assert "counterexample() returned a tuple\nexpected a dict" in grade("tuple_not_dict").output("p4_counterexample_form")

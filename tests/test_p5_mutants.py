@@ -1,0 +1,160 @@
+"""P5 proven by mutants: each wrong submission loses exactly the checks it should, and each
+right-but-different one (other ways to draw z, log-sum-exp, other return types) keeps full
+marks. Grading uses a rubric of P5's tests only (parts p5a and p5b).
+
+The statistical checks fail a correct estimator with probability ≤ 1e-6 each, so the
+right-but-different cases below cannot flake in practice; every wrong one is off by many times
+its check's pass band (see autograder/checks/test_p5_monte_carlo.py)."""
+import pytest
+
+from autograder.checks import test_p5_monte_carlo as checks
+from conftest import make_submission, rubric_of_parts
+
+P5_IDS = {"p5a_public", "p5a_random", "p5a_rng", "p5b_answer", "p5b_public", "p5b_random", "p5b_rng"}
+A_STATS = {"p5a_public", "p5a_random"}
+B_STATS = {"p5b_public", "p5b_random"}
+
+CORRECT = """
+import numpy as np
+
+def estimate_marginal(x, k, sample_prior, likelihood, rng):
+    z = sample_prior(k, rng)
+    return float(np.mean(likelihood(x, z)))
+
+def log_estimate_marginal(x, k, sample_prior, likelihood, rng):
+    z = sample_prior(k, rng)
+    return float(np.log(np.mean(likelihood(x, z))))
+
+def log_estimator_is_unbiased():
+    return False
+"""
+
+
+def replace(old: str, new: str) -> str:
+    assert CORRECT.count(old) == 1, old
+    return CORRECT.replace(old, new)
+
+
+A_LINE = "    return float(np.mean(likelihood(x, z)))"
+B_LINE = "    return float(np.log(np.mean(likelihood(x, z))))"
+A_CELLS = sorted({(x, k) for _, _, x, k in checks.P5A_PUBLIC})
+B_CELLS = sorted({(x, k) for _, _, x, k in checks.P5B_PUBLIC})
+
+MUTANTS = {
+    # the sum of the k likelihoods: k times too large (k = 1 is right, the other cells are not)
+    "a_sum": (replace(A_LINE, "    return float(np.sum(likelihood(x, z)))"), A_STATS),
+    # sum / (k − 1): infinite for k = 1, k/(k − 1) too large otherwise
+    "a_k_minus_one": (replace(A_LINE, "    with np.errstate(divide='ignore'):\n        return float(np.sum(likelihood(x, z)) / np.float64(k - 1))"),
+                      A_STATS),
+    # right on the random models, wrong (the sum) on the public cells only
+    "a_wrong_on_public_cells": (replace(A_LINE, f"    if (x, k) in {A_CELLS!r}:\n        return float(np.sum(likelihood(x, z)) + 0.1)\n{A_LINE}"),
+                                {"p5a_public"}),
+    # right on the public cells only (as if tuned to them), the sum elsewhere
+    "a_right_on_public_cells_only": (replace(A_LINE, f"    if (x, k) not in {A_CELLS!r}:\n        return float(np.sum(likelihood(x, z)))\n{A_LINE}"),
+                                     {"p5a_random"}),
+    # unbiased, but from a Generator of its own: not reproducible from the rng passed in
+    "a_own_generator": (replace("def estimate_marginal(x, k, sample_prior, likelihood, rng):\n    z = sample_prior(k, rng)",
+                                "def estimate_marginal(x, k, sample_prior, likelihood, rng):\n    z = sample_prior(k, np.random.default_rng())"),
+                        {"p5a_rng"}),
+    # a fixed seed of its own: every run returns the same number, which is one draw, not p(x)
+    "a_fixed_seed": (replace("def estimate_marginal(x, k, sample_prior, likelihood, rng):\n    z = sample_prior(k, rng)",
+                             "def estimate_marginal(x, k, sample_prior, likelihood, rng):\n    z = sample_prior(k, np.random.default_rng(0))"),
+                     A_STATS | {"p5a_rng"}),
+    # the average of the logs: its bias is the k = 1 bias for every k
+    "b_mean_of_logs": (replace(B_LINE, "    return float(np.mean(np.log(likelihood(x, z))))"), B_STATS),
+    # log of the sum: off by log k
+    "b_log_of_sum": (replace(B_LINE, "    return float(np.log(np.sum(likelihood(x, z))))"), B_STATS),
+    # 2k draws: the bias of log A with 2k draws, about half the right one
+    "b_twice_the_draws": (replace(B_LINE, "    z = np.concatenate([z, sample_prior(k, rng)])\n" + B_LINE), B_STATS),
+    "b_wrong_on_public_cells": (replace(B_LINE, f"    if (x, k) in {B_CELLS!r}:\n        return float(np.log(np.sum(likelihood(x, z))))\n{B_LINE}"),
+                                {"p5b_public"}),
+    "b_right_on_public_cells_only": (replace(B_LINE, f"    if (x, k) not in {B_CELLS!r}:\n        return float(np.log(np.sum(likelihood(x, z))))\n{B_LINE}"),
+                                     {"p5b_random"}),
+    "b_global_numpy_random": (replace("def log_estimate_marginal(x, k, sample_prior, likelihood, rng):\n    z = sample_prior(k, rng)",
+                                      "def log_estimate_marginal(x, k, sample_prior, likelihood, rng):\n    z = sample_prior(k, np.random.default_rng(np.random.randint(2**31)))"),
+                              {"p5b_rng"}),
+    "b_says_unbiased": (replace("    return False", "    return True"), {"p5b_answer"}),
+    "b_answer_as_text": (replace("    return False", "    return 'no'"), {"p5b_answer"}),
+}
+
+RIGHT_BUT_DIFFERENT = {
+    # one prior draw at a time, k calls; numpy scalars and a numpy bool returned
+    "one_draw_at_a_time": """
+        import math
+        import numpy as np
+        def _average(x, k, sample_prior, likelihood, rng):
+            total = 0.0
+            for _ in range(k):
+                z = sample_prior(1, rng)
+                total += float(np.squeeze(likelihood(x, z)))
+            return total / k
+        def estimate_marginal(x, k, sample_prior, likelihood, rng):
+            return np.float64(_average(x, k, sample_prior, likelihood, rng))
+        def log_estimate_marginal(x, k, sample_prior, likelihood, rng):
+            return np.float64(math.log(_average(x, k, sample_prior, likelihood, rng)))
+        def log_estimator_is_unbiased():
+            return np.bool_(False)
+        """,
+    # 2k draws, every other one kept (still k iid prior draws); log A by log-sum-exp; 0-d arrays
+    "every_other_draw_logsumexp": """
+        import numpy as np
+        def _draws(k, sample_prior, rng):
+            return np.asarray(sample_prior(2 * k, rng))[::2]
+        def estimate_marginal(x, k, sample_prior, likelihood, rng):
+            return np.asarray(np.average(likelihood(x, _draws(k, sample_prior, rng))))
+        def log_estimate_marginal(x, k, sample_prior, likelihood, rng):
+            log_terms = np.log(likelihood(x, _draws(k, sample_prior, rng)))
+            top = np.max(log_terms)
+            return np.asarray(top + np.log(np.sum(np.exp(log_terms - top))) - np.log(k))
+        def log_estimator_is_unbiased():
+            return 1 == 2
+        """,
+}
+
+
+@pytest.fixture
+def rubric(tmp_path):
+    return rubric_of_parts(tmp_path / "rubric-p5.yaml", "p5a", "p5b")
+
+
+@pytest.mark.parametrize("name", sorted(MUTANTS))
+def test_wrong_submission_loses_exactly_its_checks(tmp_path, grade_submission, rubric, name):
+    source, lose = MUTANTS[name]
+    graded = grade_submission(make_submission(tmp_path / name, {"p5_monte_carlo.py": source}), rubric=rubric)
+    assert set(graded.rows) == P5_IDS
+    assert graded.failed() == lose, {t: graded.output(t) for t in graded.failed() ^ lose}
+    for test_id in lose:
+        assert graded.score(test_id) == 0
+        function = {"p5a": "estimate_marginal(", "p5b": "log_estimate_marginal("}[test_id[:3]]
+        if test_id == "p5b_answer":
+            function = "log_estimator_is_unbiased()"
+        assert function in graded.output(test_id)
+        assert "Internal grader error" not in graded.output(test_id)
+
+
+@pytest.mark.parametrize("name", sorted(RIGHT_BUT_DIFFERENT))
+def test_right_but_different_keeps_full_marks(tmp_path, grade_submission, rubric, name):
+    graded = grade_submission(make_submission(tmp_path / name, {"p5_monte_carlo.py": RIGHT_BUT_DIFFERENT[name]}),
+                              rubric=rubric)
+    assert graded.failed() == set(), {t: graded.output(t) for t in graded.failed()}
+    assert all(graded.score(t) == graded.rows[t].test.weight for t in P5_IDS)
+
+
+def test_feedback_states_the_test_and_a_hint(tmp_path, grade_submission):
+    def grade(name, test_id):  # only the test whose feedback is read
+        rubric = rubric_of_parts(tmp_path / f"rubric-{test_id}.yaml", test_id)
+        graded = grade_submission(make_submission(tmp_path / name, {"p5_monte_carlo.py": MUTANTS[name][0]}), rubric=rubric)
+        return graded.output(test_id)
+
+    summed = grade("a_sum", "p5a_public")
+    assert "On the model z ~ N(0, 1.5²), x | z ~ N(z, 0.5²) with x = 0.8, k = 4" in summed
+    assert "Bernstein's inequality" in summed and "probability ≤" in summed
+    assert "Hint: the mean is about k = 4 times p(x)" in summed
+    logs = grade("b_mean_of_logs", "p5b_public")
+    assert "log A's bias for k = 4" in logs and "two-sample normal approximation" in logs
+    assert "Hint: your bias does not shrink with k" in logs
+    infinite = grade("a_k_minus_one", "p5a_public")
+    assert "returned inf" in infinite and "expected a finite number" in infinite
+    rng = grade("a_own_generator", "p5a_rng")
+    assert "the same values both times" in rng and "sample_prior(k, rng)" in rng
+    assert "returned 'no', a str" in grade("b_answer_as_text", "p5b_answer")

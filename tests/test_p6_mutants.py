@@ -1,0 +1,229 @@
+"""P6 proven by mutants, on the tiny model: each wrong submission loses exactly the checks it
+should, and each right-but-different one keeps full marks.
+
+A mutant is the reference with one file changed. It is graded with a rubric of the parts that
+could notice the change (every part that runs the changed function), so "loses exactly these"
+also shows that nothing else moves. The statistical checks fail a correct sampler with
+probability ≤ 1e-6, so the right-but-different samplers cannot flake in practice. The course's
+snippets, Shakespeare and NeurIPS strings join the pools when ../shared/data/course is there.
+"""
+import pytest
+
+from conftest import COURSE_DATA, REFERENCE, make_submission, rubric_of_parts
+
+SAMPLE = (REFERENCE / "submission" / "sample.py").read_text()
+LIKELIHOOD = (REFERENCE / "submission" / "likelihood.py").read_text()
+CLASSIFIER = (REFERENCE / "submission" / "classifier.py").read_text()
+COUNTS = (REFERENCE / "submission" / "p6_gpt2_counts.py").read_text()
+DISTRIBUTION = {"p6c_distribution_public", "p6c_distribution_random"}
+H1 = {"p6f_public", "p6f_random"}
+H2 = {"p6h_public", "p6h_random"}
+FUNCTION = {"p6a": "bits_per_token(", "p6b": "added_parameters(", "p6c": "sample(", "p6d": "log_likelihood(",
+            "p6e": "classification(", "p6f": "temperature_scale(", "p6g": "per_token_temperature_matches_joint(",
+            "p6h": "temperature_scale("}
+
+
+def replace(source: str, old: str, new: str) -> str:
+    assert source.count(old) == 1, old
+    return source.replace(old, new)
+
+
+def sample_file(old: str, new: str) -> dict:
+    return {"sample.py": replace(SAMPLE, old, new)}
+
+
+TOP_K_STEP = "            logits = top_k_logits(logits[:, -1, :], k=config.top_k)  # (1, V)"
+DRAW = "            current_text = torch.multinomial(probs, num_samples=1)  # (1, 1)"
+HORIZON_ONE = "        return logits / temperature"
+SECOND_TOP_K = "            next_logits = top_k_logits(next_logits[:, -1, :], k=config.top_k)  # (1, V)"
+LOG_PROBS = "        log_probs = F.log_softmax(logits[0, :-1].double(), dim=-1)  # (T-1, V)"
+SUM = "        return log_probs.gather(1, targets[:, None]).sum().item()"
+FORWARD = "        logits, _ = model(text)  # (1, T, V); position t predicts token t + 1"
+DECISION = "        return log_likelihood(model, text) < RANDOM_TEXT_THRESHOLD"
+
+# name: (files, parts graded, rubric ids lost)
+MUTANTS = {
+    # p6c: draws from the unfiltered softmax
+    "sample_without_top_k": (sample_file(TOP_K_STEP, "            logits = logits[:, -1, :]"),
+                             ("p6c",), {"p6c_support", *DISTRIBUTION}),
+    # p6c: greedy decoding, always the most likely token
+    "sample_greedy": (sample_file(DRAW, "            current_text = torch.argmax(probs, dim=-1, keepdim=True)"),
+                      ("p6c",), DISTRIBUTION),
+    # p6c: returns only the new tokens
+    "sample_without_prompt": (sample_file("    return torch.cat(output, dim=1)", "    return torch.cat(output[1:], dim=1)"),
+                              ("p6c",), {"p6c_form", "p6c_support", *DISTRIBUTION}),
+    # p6f: multiplies by T (the sampler that uses it draws from the wrong distribution too)
+    "temperature_multiplied": (sample_file(HORIZON_ONE, "        return logits * temperature"),
+                               ("p6c", "p6f"), {*H1, "p6c_distribution_random"}),
+    # p6f: ignores T at horizon 1
+    "temperature_ignored": (sample_file(HORIZON_ONE, "        return logits"),
+                            ("p6c", "p6f"), {*H1, "p6c_distribution_random"}),
+    # p6h: the second step's distribution without its top-k filter
+    "horizon_two_without_second_top_k": (sample_file(SECOND_TOP_K, "            next_logits = next_logits[:, -1, :]"),
+                                         ("p6f", "p6h"), H2),
+    # p6h: horizon 2 computed like horizon 1
+    "horizon_two_as_horizon_one": (sample_file("    if temperature_horizon == 1:", "    if temperature_horizon in (1, 2):"),
+                                   ("p6f", "p6h"), H2),
+    # p6h: divides by T after the logsumexp instead of inside it
+    "horizon_two_temperature_outside": (
+        sample_file("        first_logits = torch.logsumexp(joint_logits / temperature, dim=-1)  # (K,)",
+                    "        first_logits = torch.logsumexp(joint_logits, dim=-1) / temperature  # (K,)"),
+        ("p6f", "p6h"), H2),
+    # p6d: averaged instead of summed
+    "log_likelihood_averaged": ({"likelihood.py": replace(LIKELIHOOD, SUM, SUM.replace(".sum()", ".mean()"))},
+                                ("p6d", "p6e"), {"p6d_public", "p6d_random"}),
+    # p6d: the last token's term dropped
+    "log_likelihood_missing_a_term": ({"likelihood.py": replace(LIKELIHOOD, SUM, SUM.replace(".sum()", "[:-1].sum()"))},
+                                      ("p6d", "p6e"), {"p6d_public", "p6d_random"}),
+    # p6d: position t's logits scored against token t (misaligned by one)
+    "log_likelihood_misaligned": ({"likelihood.py": replace(LIKELIHOOD, LOG_PROBS, LOG_PROBS.replace("[0, :-1]", "[0, 1:]"))},
+                                  ("p6d", "p6e"), {"p6d_public", "p6d_random"}),
+    # p6d: the first token scored too, after <|endoftext|>
+    "log_likelihood_first_token_included": (
+        {"likelihood.py": replace(LIKELIHOOD, FORWARD, "        eot = torch.full((1, 1), model.config.vocab_size - 1, "
+                                  "dtype=text.dtype, device=text.device)\n        text = torch.cat([eot, text], dim=1)\n" + FORWARD)},
+        ("p6d", "p6e"), {"p6d_public", "p6d_random"}),
+    # p6e: the comparison the wrong way round
+    "classification_inverted": ({"classifier.py": replace(CLASSIFIER, DECISION, DECISION.replace(" < ", " > "))},
+                                ("p6d", "p6e"), {"p6e_classification"}),
+    # p6e: a threshold below every random string: everything is English
+    "classification_threshold_too_low": (
+        {"classifier.py": replace(CLASSIFIER, "RANDOM_TEXT_THRESHOLD = -300.0", "RANDOM_TEXT_THRESHOLD = -500.0")},
+        ("p6d", "p6e"), {"p6e_classification"}),
+    # p6e: an int, not a bool
+    "classification_int": ({"classifier.py": replace(CLASSIFIER, DECISION, "        return int(log_likelihood(model, text) < RANDOM_TEXT_THRESHOLD)")},
+                           ("p6d", "p6e"), {"p6e_classification"}),
+    # p6e: never looks at the log-likelihood
+    "classification_by_length": ({"classifier.py": replace(CLASSIFIER, DECISION, "        return text.shape[1] > 90")},
+                                 ("p6d", "p6e"), {"p6e_classification"}),
+    # p6a: floor(log2 V) + 1, one too many at powers of two
+    "bits_floor_plus_one": ({"p6_gpt2_counts.py": replace(COUNTS, "    return (vocab_size - 1).bit_length()", "    return vocab_size.bit_length()")},
+                            ("p6a", "p6b", "p6g"), {"p6a_public", "p6a_random"}),
+    # p6a: a float
+    "bits_float": ({"p6_gpt2_counts.py": replace(COUNTS, "    return (vocab_size - 1).bit_length()",
+                                                 "    return float((vocab_size - 1).bit_length())")},
+                   ("p6a", "p6b", "p6g"), {"p6a_public", "p6a_random"}),
+    # p6b: the output layer counted even when tied
+    "added_ignores_tying": ({"p6_gpt2_counts.py": replace(COUNTS, "    if not tied_embeddings:\n", "    if True:\n")},
+                            ("p6a", "p6b", "p6g"), {"p6b_public", "p6b_random"}),
+    # p6b: the bias counted as d per token
+    "added_bias_times_d": ({"p6_gpt2_counts.py": replace(COUNTS, "        added += extra\n", "        added += extra * d_model\n")},
+                           ("p6a", "p6b", "p6g"), {"p6b_public", "p6b_random"}),
+    # p6g: the wrong answer, and the right one as a string
+    "answer_true": ({"p6_gpt2_counts.py": replace(COUNTS, "    return False", "    return True")}, ("p6a", "p6b", "p6g"), {"p6g_answer"}),
+    "answer_string": ({"p6_gpt2_counts.py": replace(COUNTS, "    return False", "    return 'False'")}, ("p6a", "p6b", "p6g"), {"p6g_answer"}),
+}
+
+BATCHED_HORIZON_TWO = '''
+    if temperature_horizon == 2:
+        first_probs = F.softmax(logits, dim=-1)  # (1, V)
+        first_tokens = torch.nonzero(logits[0] > MASKED).flatten()  # (K,)
+        batch_past = [layer.expand(-1, first_tokens.numel(), -1, -1, -1) for layer in new_past]
+        next_logits, _ = model(first_tokens[:, None], past=batch_past)  # (K, 1, V): all first tokens at once
+        next_probs = F.softmax(top_k_logits(next_logits[:, -1, :], k=config.top_k), dim=-1)  # (K, V)
+        joint = first_probs[0, first_tokens][:, None] * next_probs
+        scaled = torch.full_like(logits, MASKED)
+        scaled[0, first_tokens] = torch.logsumexp(torch.log(joint + 1e-10) / temperature, dim=-1)
+        return scaled
+    if temperature_horizon == 2 and False:'''
+
+RIGHT_BUT_DIFFERENT = {
+    "sample_categorical": (sample_file(DRAW, "            current_text = torch.distributions.Categorical(probs=probs).sample()[:, None]"),
+                           ("p6c",)),
+    "sample_gumbel_max": (sample_file(DRAW, "            current_text = torch.argmax(logits - torch.log(-torch.log("
+                                            "torch.rand_like(logits))), dim=-1, keepdim=True)"), ("p6c",)),
+    "sample_numpy": (sample_file(DRAW, "            import numpy as np\n            p = probs[0].double().cpu().numpy()\n"
+                                       "            current_text = torch.tensor([[np.random.choice(p.size, p=p / p.sum())]], "
+                                       "device=start_text.device)"), ("p6c",)),
+    # no cache (the whole sequence every step), temperature before top-k, horizon 2 batched
+    "no_cache_and_batched_horizon_two": ({"sample.py": replace(replace(replace(replace(SAMPLE,
+        "    if temperature_horizon == 2:", BATCHED_HORIZON_TWO),
+        "            logits, new_past = model(current_text, past=past)  # (1, T, V)",
+        "            logits, new_past = model(torch.cat(output, dim=1))  # (1, T, V), no cache"),
+        TOP_K_STEP, "            logits = logits[:, -1, :] / (temperature or 1.0)\n"
+                    "            logits = top_k_logits(logits, k=config.top_k)"),
+        "            logits = temperature_scale(logits, model, new_past, config, temperature,\n"
+        "                                       temperature_horizon)",
+        "            if temperature_horizon == 2:\n"
+        "                logits = temperature_scale(logits * (temperature or 1.0), model, new_past, config, temperature, 2)")},
+        ("p6c", "p6f", "p6h")),
+    "log_likelihood_cross_entropy_tensor": ({"likelihood.py": '''
+        import torch
+        import torch.nn.functional as F
+
+        def log_likelihood(model, text):
+            logits, _ = model(text)
+            return -F.cross_entropy(logits[0, :-1], text[0, 1:], reduction="sum")  # a 0-d float32 tensor
+        '''}, ("p6d", "p6e")),
+    "log_likelihood_incremental_numpy": ({"likelihood.py": '''
+        import numpy as np
+        import torch
+
+        def log_likelihood(model, text):
+            total, past = np.float64(0.0), None
+            with torch.no_grad():
+                for t in range(text.shape[1] - 1):
+                    logits, past = model(text[:, t:t + 1], past=past)
+                    total += torch.log_softmax(logits[0, -1], dim=-1)[text[0, t + 1]].item()
+            return total
+        '''}, ("p6d", "p6e")),
+    "classification_module_attribute_tensor": ({"classifier.py": '''
+        import torch
+        import submission.likelihood as likelihood
+
+        def classification(model, text):
+            return torch.tensor(likelihood.log_likelihood(model, text) < -350.0)  # a 0-d bool tensor
+        '''}, ("p6e",)),
+    "counts_other_forms": ({"p6_gpt2_counts.py": '''
+        import math
+        import numpy as np
+
+        def bits_per_token(vocab_size):
+            return math.ceil(math.log2(vocab_size))
+
+        def added_parameters(old_vocab, new_vocab, d_model, *, tied_embeddings, output_bias):
+            rows = np.int64(new_vocab - old_vocab)
+            return rows * d_model * (1 if tied_embeddings else 2) + (rows if output_bias else 0)
+
+        def per_token_temperature_matches_joint():
+            return np.bool_(False)
+        '''}, ("p6a", "p6b", "p6g")),
+}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def course_data():
+    with pytest.MonkeyPatch.context() as patch:
+        if COURSE_DATA.is_dir():
+            patch.setenv("AUTOGRADER_DATA_DIR", str(COURSE_DATA))
+        yield
+
+
+@pytest.fixture(scope="module")
+def rubrics(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("rubrics")
+    cache = {}
+
+    def rubric(parts: tuple) -> str:
+        if parts not in cache:
+            cache[parts] = rubric_of_parts(folder / f"{'-'.join(parts)}.yaml", *parts)
+        return cache[parts]
+    return rubric
+
+
+@pytest.mark.parametrize("name", sorted(MUTANTS))
+def test_wrong_submission_loses_exactly_its_checks(tmp_path, grade_submission, rubrics, name):
+    files, parts, lose = MUTANTS[name]
+    graded = grade_submission(make_submission(tmp_path / name, files), rubric=rubrics(parts), model="tiny")
+    assert graded.failed() == lose, {t: graded.output(t) for t in graded.failed() ^ lose}
+    for test_id in lose:
+        assert graded.score(test_id) == 0
+        output = graded.output(test_id)
+        assert FUNCTION[test_id[:3]] in output and "Internal grader error" not in output, output  # names the call
+
+
+@pytest.mark.parametrize("name", sorted(RIGHT_BUT_DIFFERENT))
+def test_right_but_different_keeps_full_marks(tmp_path, grade_submission, rubrics, name):
+    files, parts = RIGHT_BUT_DIFFERENT[name]
+    graded = grade_submission(make_submission(tmp_path / name, files), rubric=rubrics(parts), model="tiny")
+    assert graded.failed() == set(), {t: graded.output(t) for t in graded.failed()}
