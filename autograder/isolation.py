@@ -158,7 +158,8 @@ def hand_over(path: Path, identity: Identity) -> None:
 
 
 def protect(paths, identity: Identity) -> None:
-    """Make the grader's folders unreadable to the sandbox user (only owner access)."""
+    """Make the grader's folders and files unreadable to the sandbox user (owner access only).
+    Only the paths given change: never pass a shared folder such as /tmp."""
     if not identity.separate:
         return
     for path in paths:

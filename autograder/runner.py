@@ -87,7 +87,8 @@ def _grade(upload: Path, *, tests, model, device, seed, checks_dir, rubric) -> G
     seed = submission_seed(upload) if seed is None else seed
     model_dir, model_text, device = _resolve_model(model, device) if _needs_model(tests) else (None, "", device)
     with Sandbox(upload, model_dir=model_dir, device=device) as sandbox:
-        isolation.protect([*TRUSTED_FOLDERS, checks_dir, Path(rubric).resolve().parent], sandbox.identity)
+        # The rubric file itself, not its folder: a rubric in /tmp must not make /tmp owner-only.
+        isolation.protect([*TRUSTED_FOLDERS, checks_dir, Path(rubric).resolve()], sandbox.identity)
         plugin = GradingPlugin(tests=tests, sandbox=sandbox, seed=seed, data_files=data_files(rubric))
         args = [str(checks_dir), "-p", "no:cacheprovider", "-p", "no:randomly", "--import-mode=importlib",
                 "-q", "--no-header", "-o", "console_output_style=classic", "--rootdir", str(checks_dir),

@@ -175,3 +175,14 @@ def test_run_autograder_without_a_grader_still_writes_results(tmp_path):
     data = json.loads((root / "results" / "results.json").read_text())
     validate_results(data)
     assert data["score"] == 0 and "could not start" in data["tests"][0]["name"]
+
+
+def test_a_rubric_in_a_shared_folder_leaves_that_folder_alone(tmp_path, grade_submission, p3_rubric):
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o1777)
+    os.chmod(shared, 0o1777)
+    rubric = shared / "rubric.yaml"
+    shutil.copyfile(p3_rubric, rubric)
+    graded = grade_submission(REFERENCE, rubric=rubric)
+    assert graded.failed() == set()
+    assert shared.stat().st_mode & 0o7777 == 0o1777
