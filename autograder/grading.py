@@ -13,7 +13,8 @@ id they score: ``@pytest.mark.graded("p3a_public")``. The plugin gives them fixt
 - ``run_settings``: what the run grades with beyond the rubric entry (``RunSettings``: model
   folder, device, the course's data files);
 - ``clean_process``: a fresh child that never runs student code, for grader harnesses whose
-  answers must be trusted (e.g. replaying a student's sampled tokens through the model).
+  answers must be trusted (e.g. replaying a student's sampled tokens through the model); it runs
+  as the grader's user, out of reach of the student's processes.
 
 Each test's outcome is kept in the item's stash and collected into ``TestResult`` rows; a rubric
 test that no check implements, or whose check could not run, still gets a row.
@@ -143,7 +144,8 @@ class GradingPlugin:
 
     @pytest.fixture
     def clean_process(self, graded_test):
-        process = self.sandbox.process(time_limit_s=graded_test.timeout, label=f"{graded_test.test_id}-clean")
+        process = self.sandbox.process(time_limit_s=graded_test.timeout, label=f"{graded_test.test_id}-clean",
+                                       runs_student_code=False)
         try:
             yield CleanProcess(process)
         finally:

@@ -159,13 +159,19 @@ class Sandbox:
             self.close()
             raise
 
-    def process(self, *, time_limit_s: float, label: str) -> "StudentProcess":
-        """A new child for one test (started on its first request)."""
+    def process(self, *, time_limit_s: float, label: str, runs_student_code: bool = True) -> "StudentProcess":
+        """A new child for one test (started on its first request).
+
+        runs_student_code=False: a child for grader harnesses only. It runs as the grader's own
+        user (with the same limits), not as the sandbox user, so a student process alive at the
+        same time cannot ptrace or signal it; its answers can be trusted.
+        """
         self._children += 1
         scratch = self.root / f"scratch-{self._children}"
         scratch.mkdir()
-        isolation.hand_over(scratch, self.identity)
-        child = StudentProcess(self, scratch=scratch, time_limit_s=time_limit_s, label=label)
+        identity = self.identity if runs_student_code else isolation.Identity(None, None, "grader")
+        isolation.hand_over(scratch, identity)
+        child = StudentProcess(self, scratch=scratch, time_limit_s=time_limit_s, label=label, identity=identity)
         self._live.add(child)
         return child
 
@@ -188,8 +194,10 @@ class Sandbox:
 class StudentProcess:
     """One child process running student code, with one wall-clock budget for all its calls."""
 
-    def __init__(self, sandbox: Sandbox, *, scratch: Path, time_limit_s: float, label: str):
+    def __init__(self, sandbox: Sandbox, *, scratch: Path, time_limit_s: float, label: str,
+                 identity: Identity | None = None):
         self.sandbox = sandbox
+        self.identity = identity or sandbox.identity
         self.scratch = scratch
         self.time_limit_s = time_limit_s
         self.label = label
@@ -219,7 +227,7 @@ class StudentProcess:
                  str(write_fd), str(box.model_dir or ""), box.device],
                 stdin=subprocess.PIPE, stdout=log_fd, stderr=subprocess.STDOUT, pass_fds=(write_fd,),
                 cwd=self.scratch, env=env, start_new_session=True,
-                preexec_fn=isolation.make_preexec(box.identity, box.limits, cpu_seconds))
+                preexec_fn=isolation.make_preexec(self.identity, box.limits, cpu_seconds))
         finally:
             os.close(log_fd)
         os.close(write_fd)

@@ -145,3 +145,13 @@ def test_overlapping_runs_get_separate_users_and_do_not_kill_each_other(tmp_path
             # closing a child kills neither a sibling of the same run nor another run's child
             assert a.call("p3_param_counts", "nap") == 1
             assert b.call("p3_param_counts", "nap") == 1
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="separate sandbox users need root")
+def test_a_child_for_grader_harnesses_runs_out_of_the_students_reach(tmp_path):
+    with sandbox_with(tmp_path, "import os\ndef who(): return os.getuid()\n") as box:
+        with box.process(time_limit_s=10, label="s") as student, \
+                box.process(time_limit_s=10, label="c", runs_student_code=False) as clean:
+            assert student.call("p3_param_counts", "who") == box.identity.uid
+            assert clean.harness("environment")["device"] == "cpu"
+            assert os.stat(f"/proc/{clean.proc.pid}").st_uid == os.geteuid() != box.identity.uid
