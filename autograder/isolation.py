@@ -251,9 +251,9 @@ def _reap(pids) -> None:
 
 def prepare_sandbox_user() -> str:
     """Set-up step for root (run by setup.sh): create ``SANDBOX_USER`` if missing, let it reach
-    the Python interpreter (an interpreter under /root, as pyenv installs it, sits behind a 0700
-    folder: its ancestors get o+x, traverse only, no listing), and check that it can start the
-    child's Python. Returns a one-line report."""
+    the Python interpreter and the model folders (an interpreter or checkout under /root, as
+    pyenv installs it, sits behind a 0700 folder: their ancestors get o+x, traverse only, no
+    listing), and check that it can start the child's Python. Returns a one-line report."""
     import subprocess
     import sys
     if os.geteuid() != 0:
@@ -264,7 +264,8 @@ def prepare_sandbox_user() -> str:
     except KeyError:
         subprocess.run(["useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
                         "--shell", "/usr/sbin/nologin", SANDBOX_USER], check=True)
-    for prefix in {sys.prefix, sys.base_prefix, os.path.realpath(sys.executable)}:
+    from .models import models_root  # the model folders children load for P6
+    for prefix in {sys.prefix, sys.base_prefix, os.path.realpath(sys.executable), str(models_root())}:
         path = Path(prefix)
         for folder in [path, *path.parents]:
             if folder.is_dir() and not folder.stat().st_mode & 0o001:
