@@ -66,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "prepare-sandbox":
         from .isolation import prepare_sandbox_user
-        print(prepare_sandbox_user())
+        from .runner import TRUSTED_FOLDERS
+        print(prepare_sandbox_user(TRUSTED_FOLDERS))
         return 0
     if args.command == "plots":
         from .p6.plots import PlotError, make_plots

@@ -18,11 +18,12 @@ import pytest
 
 from . import calibration, isolation
 from .grading import GradingPlugin
-from .results import GradingReport, failure_report, write_results
+from .results import GradingReport, failure_report, reserve_results, write_results
 from .rubric import DEFAULT_RUBRIC, GradedTest, RubricError, RubricSettings, data_files, load_rubric, rubric_settings
 from .sandbox import Sandbox, SubmissionError, locate_submission
 
 CHECKS_DIR = Path(__file__).with_name("checks")
+FILES_SHOWN = 20  # files of the upload named in the report (results.json stays small whatever the upload)
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # Folders the child's user must not read: the grader, the reference, the project's tests.
 TRUSTED_FOLDERS = (REPO_ROOT / "autograder", REPO_ROOT / "reference", REPO_ROOT / "tests")
@@ -63,6 +64,7 @@ def grade(upload: Path | str, *, model: str | None = None, device: str = "cpu", 
     start = time.monotonic()
     upload = Path(upload)
     tests: list[GradedTest] = []
+    reserved = reserve_results(results_path) if results_path is not None else None
     try:
         tests = load_rubric(rubric)
         settings = rubric_settings(rubric)
@@ -84,7 +86,9 @@ def grade(upload: Path | str, *, model: str | None = None, device: str = "cpu", 
                                        f"{type(error).__name__}: {error}\n{detail}")
     report.execution_time = time.monotonic() - start
     if results_path is not None:
-        write_results(report, results_path)
+        write_results(report, results_path, reserved=reserved)
+    elif reserved is not None:
+        reserved.unlink(missing_ok=True)
     return report
 
 
@@ -114,9 +118,11 @@ def grade_tests(upload: Path, *, tests: list[GradedTest], model_dir: Path | None
         log = io.StringIO()
         with contextlib.redirect_stdout(log):  # pytest's own report is for debugging only
             pytest.main(args, plugins=[plugin])
-        notes = [f"Graded {sandbox.layout}: {', '.join(sandbox.files)}",
+        shown = ", ".join(name[:60] for name in sandbox.files[:FILES_SHOWN])
+        more = f" and {len(sandbox.files) - FILES_SHOWN} more" if len(sandbox.files) > FILES_SHOWN else ""
+        notes = [f"Graded {sandbox.layout}: {shown}{more}",
                  f"Seed {seed} (rerun with --seed {seed} to draw the same instances)", *notes]
         if plugin.problems:
             notes.append("Grader configuration problems: " + "; ".join(plugin.problems))
         return GradingReport(results=plugin.rows(), seed=seed, device=device, notes=notes,
-                             launcher=dict(sandbox.launcher.ready or {}))
+                             launcher=sandbox.launcher_report)

@@ -146,6 +146,22 @@ def sandbox_processes(identities, markers) -> list[int]:
     return [pid for pid, _, uid, _ in isolation._processes() if uid in uids or _marker_of(pid) in markers]
 
 
+def describe_processes(pids) -> list[str]:
+    """What /proc says of each process (for a failing assertion's message)."""
+    described = []
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/status") as handle:
+                fields = dict(line.split(":", 1) for line in handle if ":" in line)
+            with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                command = handle.read().replace(b"\0", b" ")[:120].decode(errors="replace")
+            described.append(f"{pid}: " + ", ".join(f"{key}={fields.get(key, '?').strip()}" for key in
+                                                    ("Name", "State", "PPid", "Uid", "NSpid", "Threads")) + f" [{command}]")
+        except OSError as error:
+            described.append(f"{pid}: gone ({error})")
+    return described
+
+
 def _marker_of(pid: int) -> str | None:
     prefix = isolation.MARKER_VARIABLE.encode() + b"="
     try:
@@ -242,7 +258,8 @@ def test_attack_is_contained(tmp_path, grade_submission, attack_rubric, answer_s
     assert grader_files_digest() == before, "grader files changed"
     assert sandboxes, "grading made no sandbox"
     left = sandbox_processes([box.identity for box in sandboxes], {box.marker for box in sandboxes})
-    assert left == [], "processes of the child outlived grading"
+    assert left == [], f"processes of the child outlived grading: {describe_processes(left)}; isolation: " \
+                       f"{[box.launcher_report.get('isolation') for box in sandboxes]}"
     assert elapsed < WALL_LIMIT_S
     assert not connections, "the child reached the network"
 
