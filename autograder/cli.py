@@ -66,8 +66,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "prepare-sandbox":
         from .isolation import prepare_sandbox_user
+        from .rubric import RubricError, data_files
         from .runner import TRUSTED_FOLDERS
-        print(prepare_sandbox_user(TRUSTED_FOLDERS))
+        rubric = Path(os.environ.get("AUTOGRADER_RUBRIC", DEFAULT_RUBRIC))
+        try:  # the course's data files too: with GPT-2, they would tell snippets apart
+            data = list(data_files(rubric).values())
+        except RubricError:
+            data = []
+        print(prepare_sandbox_user([*TRUSTED_FOLDERS, rubric, *data]))
         return 0
     if args.command == "plots":
         from .p6.plots import PlotError, make_plots

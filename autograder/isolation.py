@@ -173,15 +173,21 @@ def hand_over(path: Path, identity: Identity) -> None:
     os.chmod(path, 0o700)
 
 
-def protect(paths, identity: Identity) -> None:
+def protect(paths, identity: Identity) -> list[str]:
     """Make the grader's folders and files unreadable to the sandbox user (owner access only).
-    Only the paths given change: never pass a shared folder such as /tmp."""
+    Only the paths given change: never pass a shared folder such as /tmp. Returns the paths
+    that could not be changed (a read-only filesystem), with why."""
     if not identity.separate:
-        return
+        return []
+    failed = []
     for path in paths:
         path = Path(path)
-        if path.exists():
-            os.chmod(path, path.stat().st_mode & 0o700)
+        try:
+            if path.exists() and path.stat().st_mode & 0o077:
+                os.chmod(path, path.stat().st_mode & 0o700)
+        except OSError as error:
+            failed.append(f"{path} ({error.strerror})")
+    return failed
 
 
 def _threads_alive(pid: int) -> bool:
@@ -353,8 +359,10 @@ def prepare_sandbox_user(trusted=()) -> str:
                  if probe.returncode > 0 else "; was another process killing the sandbox user's processes?")
         raise RuntimeError(f"the sandbox user {identity.name} cannot run {sys.executable}: the probe {how}"
                            f"{cause} {probe.stderr.strip()[-500:]}".rstrip())
-    protect(trusted, Identity(user.pw_uid, user.pw_gid, user.pw_name))
+    unprotected = protect(trusted, Identity(user.pw_uid, user.pw_gid, user.pw_name))
     network = ("without network" if probe.stdout.strip() != os.readlink("/proc/self/ns/net")
                else "WITH network (this system refuses a network namespace)")
-    return (f"sandbox: student code runs as {user.pw_name} (a uid per concurrent grading), {network}; "
-            f"the grader's folders are readable by their owner only")
+    guarded = ("the grader's folders and the course data are readable by their owner only" if not unprotected else
+               f"could not make owner-only: {', '.join(unprotected)} (children still cannot see them where the "
+               f"system allows namespaces)")
+    return f"sandbox: student code runs as {user.pw_name} (a uid per concurrent grading), {network}; {guarded}"

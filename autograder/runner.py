@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from . import calibration, isolation
+from . import calibration
 from .grading import GradingPlugin
 from .results import GradingReport, failure_report, reserve_results, write_results
 from .rubric import DEFAULT_RUBRIC, GradedTest, RubricError, RubricSettings, data_files, load_rubric, rubric_settings
@@ -51,6 +51,14 @@ def _resolve_model(spec: str | None, device: str) -> tuple[Path | None, str, str
     return model_dir, f"{spec} ({model_dir}, fingerprint {models.fingerprint(model_dir)})", device
 
 
+def _exposed(paths, sandbox: Sandbox) -> list[str]:
+    """Of ``paths``, those the sandbox's user may read: only where it runs as a separate user
+    without a private filesystem (namespaces refused), and only by the permission bits for others."""
+    if not sandbox.identity.separate or sandbox.launcher_report.get("isolation", {}).get("filesystem") == "private":
+        return []
+    return [str(p) for p in map(Path, paths) if p.exists() and p.stat().st_mode & 0o004]
+
+
 def grade(upload: Path | str, *, model: str | None = None, device: str = "cpu", seed: int | None = None,
           rubric: Path | str = DEFAULT_RUBRIC, results_path: Path | str | None = None,
           checks_dir: Path = CHECKS_DIR) -> GradingReport:
@@ -74,7 +82,7 @@ def grade(upload: Path | str, *, model: str | None = None, device: str = "cpu", 
             model_dir, model_text, device = _resolve_model(model, device)
         report = grade_tests(upload, tests=tests, model_dir=model_dir, device=device, seed=seed,
                              files=data_files(rubric), time_budget_s=settings.time_budget_s, settings=settings,
-                             checks_dir=checks_dir, protect=[Path(rubric).resolve()])
+                             checks_dir=checks_dir, guarded=[Path(rubric).resolve()])
         if model_text:
             report.model = model_text
             report.notes.insert(2, f"Model: {model_text} on {device}")
@@ -94,12 +102,14 @@ def grade(upload: Path | str, *, model: str | None = None, device: str = "cpu", 
 
 def grade_tests(upload: Path, *, tests: list[GradedTest], model_dir: Path | None, device: str, seed: int,
                 files: dict, time_budget_s: float | None, settings: RubricSettings | None = None,
-                checks_dir: Path = CHECKS_DIR, protect=()) -> GradingReport:
+                checks_dir: Path = CHECKS_DIR, guarded=()) -> GradingReport:
     """Grade ``upload`` on ``tests`` (rubric entries) with a resolved model folder and seed.
 
     settings: the rubric's settings, to derive model tests' limits from the reference's
     measured time (calibration.py); None keeps every test's own limit (the calibration itself).
-    protect: files besides the grader's folders the sandbox's user must not read (the rubric).
+    guarded: files besides the grader's folders the sandbox's user must not read (the rubric):
+    where children see the host's files (no namespaces), the report warns about those that
+    permissions leave readable (prepare-sandbox, run by setup.sh as root, protects them).
     """
     notes, reference_seconds = [], {}
     if settings is not None and model_dir is not None:
@@ -108,8 +118,6 @@ def grade_tests(upload: Path, *, tests: list[GradedTest], model_dir: Path | None
         tests = calibration.with_limits(tests, reference_seconds, factor=settings.model_timeout_factor,
                                         minimum=settings.model_timeout_minimum_s)
     with Sandbox(upload, model_dir=model_dir, device=device) as sandbox:
-        # The rubric file itself, not its folder: a rubric in /tmp must not make /tmp owner-only.
-        isolation.protect([*TRUSTED_FOLDERS, checks_dir, *protect], sandbox.identity)
         plugin = GradingPlugin(tests=tests, sandbox=sandbox, seed=seed, data_files=files,
                                reference_seconds=reference_seconds, time_budget_s=time_budget_s)
         args = [str(checks_dir), "-p", "no:cacheprovider", "-p", "no:randomly", "--import-mode=importlib",
@@ -124,5 +132,9 @@ def grade_tests(upload: Path, *, tests: list[GradedTest], model_dir: Path | None
                  f"Seed {seed} (rerun with --seed {seed} to draw the same instances)", *notes]
         if plugin.problems:
             notes.append("Grader configuration problems: " + "; ".join(plugin.problems))
+        exposed = _exposed([*TRUSTED_FOLDERS, checks_dir, *guarded, *files.values()], sandbox)
+        if exposed:
+            notes.append(f"Warning: student code could read {', '.join(exposed)} (this system gives it no private "
+                         f"filesystem): run `python -m autograder prepare-sandbox` as root")
         return GradingReport(results=plugin.rows(), seed=seed, device=device, notes=notes,
                              launcher=sandbox.launcher_report)
