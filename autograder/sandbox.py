@@ -259,12 +259,21 @@ class ForkedChild:
                     return self.returncode
             if pid == 0:
                 return None
-            self.returncode = os.waitstatus_to_exitcode(status)
-            if self.namespace_init and 128 < self.returncode < 128 + signal.NSIG:
-                self.returncode = 128 - self.returncode
+            self._record(status)
         return self.returncode
 
+    def _record(self, status: int) -> None:
+        code = os.waitstatus_to_exitcode(status)
+        self.returncode = 128 - code if self.namespace_init and 128 < code < 128 + signal.NSIG else code
+
     def wait(self, timeout: float | None = None) -> int:
+        if timeout is None and self.returncode is None:
+            try:  # blocking: it has been killed, or is about to exit
+                _, status = os.waitpid(self.pid, 0)
+                self._record(status)
+                return self.returncode
+            except ChildProcessError:
+                pass  # not ours: poll below
         deadline = None if timeout is None else time.monotonic() + timeout
         delay = 0.001
         while self.poll() is None:
