@@ -2,7 +2,14 @@
 
 ``grade()`` is what the CLI and ``run_autograder`` call. It never raises for a bad submission
 or a failing grader: the report it returns (and the results.json it writes) always has a row for
-every rubric test, and a failure of the grader itself becomes a row saying so.
+every rubric test, and a failure of the grader itself becomes a row saying so. A grader-side
+failure confined to one part (no model for P6) costs only that part's rows, which say why.
+
+The one exception it lets through is an interrupt: Ctrl-C (KeyboardInterrupt, or SIGTERM turned
+into one by the CLI) stops grading at once, cleans up the sandbox, writes nothing and raises
+``GradingInterrupted``. pytest.main swallows KeyboardInterrupt and returns
+``ExitCode.INTERRUPTED``; that code is turned back into the exception here, so an interrupted
+run can never be mistaken for a finished one.
 """
 from __future__ import annotations
 
@@ -20,7 +27,8 @@ from . import isolation
 from .grading import GradingPlugin
 from .results import GradingReport, failure_report, write_results
 from .rubric import DEFAULT_RUBRIC, GradedTest, RubricError, data_files, load_rubric
-from .sandbox import Sandbox, SubmissionError, locate_submission
+from .sandbox import Sandbox
+from .uploads import SubmissionError, did_you_mean, locate_submission, misnamed_files, upload_notes
 
 CHECKS_DIR = Path(__file__).with_name("checks")
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -37,6 +45,33 @@ def submission_seed(upload: Path) -> int:
         if "__pycache__" not in path.parts and path.is_file():
             digest.update(path.relative_to(source).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
     return int.from_bytes(digest.digest()[:4], "big")
+
+
+class GradingInterrupted(KeyboardInterrupt):
+    """Grading was interrupted (Ctrl-C, SIGTERM): nothing was written; not a result."""
+
+
+def select_tests(tests: list[GradedTest], parts: list[str] | None = None, *,
+                 include_hidden: bool = True) -> tuple[list[GradedTest], list[GradedTest]]:
+    """(tests to run, tests left out) for ``--part`` selections and self-checks.
+
+    parts: ``p3`` selects p3a, p3b and p3c; ``p3a`` only p3a (also ``3``, ``P3``); None: all.
+    include_hidden: False leaves out tests students do not see before the due date.
+    Raises ValueError naming the parts the rubric does not have.
+    """
+    wanted = None
+    if parts:
+        wanted = {("p" + p.strip().lower().lstrip("p")) for part in parts for p in part.split(",") if p.strip()}
+        known = {t.part for t in tests}
+        unknown = sorted(w for w in wanted if not any(k == w or (k.startswith(w) and k[len(w):].isalpha()) for k in known))
+        if unknown:
+            raise ValueError(f"no part {', '.join(unknown)} in the rubric; parts are {', '.join(sorted(known))}")
+    run, left = [], []
+    for t in tests:
+        chosen = wanted is None or any(t.part == w or (t.part.startswith(w) and t.part[len(w):].isalpha())
+                                       for w in wanted)
+        (run if chosen and (include_hidden or not t.hidden) else left).append(t)
+    return run, left
 
 
 def _needs_model(tests: list[GradedTest]) -> bool:
@@ -56,50 +91,84 @@ def _resolve_model(spec: str | None, device: str) -> tuple[Path | None, str, str
 
 def grade(upload: Path | str, *, model: str | None = None, device: str = "cpu", seed: int | None = None,
           rubric: Path | str = DEFAULT_RUBRIC, results_path: Path | str | None = None,
-          checks_dir: Path = CHECKS_DIR) -> GradingReport:
+          checks_dir: Path = CHECKS_DIR, parts: list[str] | None = None, include_hidden: bool = True,
+          on_result=None) -> GradingReport:
     """Grade the submission in ``upload`` and return the report; write results.json if asked.
 
     upload: a folder with a ``submission/`` package or the files loose.
     model: ``tiny``, ``gpt2`` or a checkpoint folder; None takes the prepared default.
     device: ``cpu``, ``cuda`` or ``auto`` for the child processes.
     seed: the seed random instances are drawn from; None derives it from the files.
+    parts, include_hidden: which rubric tests run (see ``select_tests``); the others are listed
+        in the report's ``not_run``.
+    on_result: called with each TestResult as soon as its test finishes.
+    Raises GradingInterrupted (a KeyboardInterrupt) when interrupted, having written nothing.
     """
     start = time.monotonic()
     upload = Path(upload)
     tests: list[GradedTest] = []
+    not_run: list[GradedTest] = []
     try:
-        tests = load_rubric(rubric)
+        tests, not_run = select_tests(load_rubric(rubric), parts, include_hidden=include_hidden)
         report = _grade(upload, tests=tests, model=model, device=device, seed=seed, checks_dir=checks_dir,
-                        rubric=rubric)
-    except (RubricError, SubmissionError) as error:
+                        rubric=rubric, on_result=on_result, left_out={t.test_id for t in not_run})
+    except SubmissionError as error:
+        report = failure_report(tests, str(error), status="rejected")
+    except RubricError as error:
         report = failure_report(tests, str(error))
     except Exception as error:  # the grader's own failure: still a complete, valid report
         detail = "".join(traceback.format_exception(type(error), error, error.__traceback__, limit=-3))
         report = failure_report(tests, f"Internal grader error (not a fault of your submission): "
                                        f"{type(error).__name__}: {error}\n{detail}")
+    report.not_run = not_run
     report.execution_time = time.monotonic() - start
     if results_path is not None:
         write_results(report, results_path)
     return report
 
 
-def _grade(upload: Path, *, tests, model, device, seed, checks_dir, rubric) -> GradingReport:
+def _model_or_reason(tests, model, device) -> tuple[Path | None, str, str, str | None]:
+    """(model folder, description, device, None) for a rubric with P6, or (None, "", device,
+    why not) when the grader cannot provide the model: P6's rows then say why and the other
+    parts are graded as usual."""
+    if not _needs_model(tests):
+        return None, "", device, None
+    try:
+        return (*_resolve_model(model, device), None)
+    except Exception as error:  # ModelUnavailableError, a broken checkpoint: the grader's problem
+        return None, "", device, (f"the grader could not prepare the model for P6 (not a fault of your "
+                                  f"submission; please tell the course staff): {error}")
+
+
+def _grade(upload: Path, *, tests, model, device, seed, checks_dir, rubric, on_result=None,
+           left_out=frozenset()) -> GradingReport:
     seed = submission_seed(upload) if seed is None else seed
-    model_dir, model_text, device = _resolve_model(model, device) if _needs_model(tests) else (None, "", device)
+    model_dir, model_text, device, no_model = _model_or_reason(tests, model, device)
+    not_graded = {t.test_id: no_model for t in tests if no_model and t.part.startswith("p6")}
     with Sandbox(upload, model_dir=model_dir, device=device) as sandbox:
+        source, _ = locate_submission(upload)
+        hints = {name: did_you_mean(name, found) for name, found in misnamed_files(source).items()}
         # The rubric file itself, not its folder: a rubric in /tmp must not make /tmp owner-only.
         isolation.protect([*TRUSTED_FOLDERS, checks_dir, Path(rubric).resolve()], sandbox.identity)
-        plugin = GradingPlugin(tests=tests, sandbox=sandbox, seed=seed, data_files=data_files(rubric))
+        plugin = GradingPlugin(tests=tests, sandbox=sandbox, seed=seed, data_files=data_files(rubric),
+                               not_graded=not_graded, hints=hints, on_result=on_result, left_out=left_out)
+        # --capture=sys: pytest must not take over file descriptor 1, where live rows are printed
         args = [str(checks_dir), "-p", "no:cacheprovider", "-p", "no:randomly", "--import-mode=importlib",
                 "-q", "--no-header", "-o", "console_output_style=classic", "--rootdir", str(checks_dir),
-                "-c", os.devnull]
+                "--capture=sys", "-c", os.devnull]
         log = io.StringIO()
         with contextlib.redirect_stdout(log):  # pytest's own report is for debugging only
-            pytest.main(args, plugins=[plugin])
-        notes = [f"Graded {sandbox.layout}: {', '.join(sandbox.files)}",
+            exit_code = pytest.main(args, plugins=[plugin])
+        if exit_code == pytest.ExitCode.INTERRUPTED:
+            raise GradingInterrupted()
+        notes = [f"Graded {sandbox.layout}: {', '.join(sandbox.files)}", *upload_notes(source),
                  f"Seed {seed} (rerun with --seed {seed} to draw the same instances)"]
         if model_text:
             notes.append(f"Model: {model_text} on {device}")
+        if no_model:
+            notes.append(f"P6 not graded: {no_model}")
         if plugin.problems:
             notes.append("Grader configuration problems: " + "; ".join(plugin.problems))
-        return GradingReport(results=plugin.rows(), seed=seed, model=model_text, device=device, notes=notes)
+        rows = plugin.rows()
+        status = "grader_error" if any(r.grader_fault for r in rows) else "graded"
+        return GradingReport(results=rows, seed=seed, model=model_text, device=device, notes=notes, status=status)
