@@ -162,6 +162,13 @@ def _check_device(device: str) -> None:
     """CUDA asked for must be there. Asked in a separate process: the grader never imports torch."""
     if device != "cuda":
         return
+    from importlib import metadata
+    try:
+        if metadata.version("torch").endswith("+cpu"):  # the CPU build says so in its version: no need to load it
+            raise UsageError(f"--device cuda: this torch ({metadata.version('torch')}) is a CPU-only build "
+                             f"(setup.sh installs the CPU build unless AUTOGRADER_TORCH=cuda); use --device cpu")
+    except metadata.PackageNotFoundError:
+        raise UsageError("--device cuda: torch is not installed (run setup.sh)") from None
     probe = subprocess.run([sys.executable, "-c", "import torch; print(torch.version.cuda, torch.cuda.is_available())"],
                            capture_output=True, text=True)
     version, _, available = probe.stdout.strip().partition(" ")
@@ -217,7 +224,7 @@ def _grade(args, *, student: bool) -> int:
     """grade and check: rows printed as tests finish, then the total and notes."""
     from .results import TablePrinter
     from .rubric import RubricError, load_rubric
-    from .runner import GradingInterrupted, grade, select_tests
+    from .runner import grade, select_tests
     _check_grading_args(args)
     try:
         tests, _ = select_tests(load_rubric(args.rubric), args.part, include_hidden=not student)
@@ -230,17 +237,15 @@ def _grade(args, *, student: bool) -> int:
     printer = TablePrinter(tests, out, feedback=student or args.feedback)
     print(f"{'Checking' if student else 'Grading'} {args.path} …", file=out, flush=True)
     printer.header()
-    try:
-        report = grade(args.path, model=args.model or os.environ.get("AUTOGRADER_MODEL"), device=args.device,
-                       seed=args.seed, rubric=args.rubric, results_path=args.results, parts=args.part,
-                       include_hidden=not student, on_result=printer.row)
-    except GradingInterrupted:
-        raise
+    report = grade(args.path, model=args.model or os.environ.get("AUTOGRADER_MODEL"), device=args.device,
+                   seed=args.seed, rubric=args.rubric, results_path=args.results, parts=args.part,
+                   include_hidden=not student, on_result=printer.row)
     printer.finish(report)
     hidden = [t for t in report.not_run if t.hidden]
     if student and hidden:
-        print(f"{len(hidden)} hidden tests ({sum(t.weight for t in hidden):g} points) are graded on Gradescope "
-              f"only; they are counted there, not shown here.", file=out)
+        tests_text = "1 hidden test" if len(hidden) == 1 else f"{len(hidden)} hidden tests"
+        print(f"{tests_text} ({sum(t.weight for t in hidden):g} points) graded on Gradescope only: counted there, "
+              f"not run or shown here.", file=out)
     print("\n".join(report.notes), file=out)
     if args.results is not None:
         print(f"results written to {args.results}", file=out)

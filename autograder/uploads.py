@@ -77,7 +77,7 @@ def _has_python(folder: Path) -> bool:
 def candidates(upload: Path) -> list[tuple[Path, str]]:
     """Every folder in ``upload`` that looks like a whole submission, with how it was found:
     nested ``submission/`` packages and folders holding problem files loose. A candidate inside
-    another one is not counted (``submission/helpers`` belongs to ``submission``)."""
+    a package is part of it (``submission/helpers``), not another submission."""
     found: list[tuple[Path, str]] = []
     for depth, folder in _folders(upload, SUBMISSION_DEPTH):
         if folder.name == "submission" and depth > 0 and _has_python(folder):
@@ -86,7 +86,7 @@ def candidates(upload: Path) -> list[tuple[Path, str]]:
             found.append((folder, "loose"))
     kept = []
     for folder, kind in found:
-        if not any(other != folder and other in folder.parents for other, _ in found):
+        if not any(other_kind == "package" and other in folder.parents for other, other_kind in found):
             kept.append((folder, kind))
     return kept
 
