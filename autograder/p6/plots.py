@@ -30,6 +30,12 @@ class PlotError(RuntimeError):
     """The log-likelihoods could not be computed; the message says why (the submission's error)."""
 
 
+def _one_line(text: str, limit: int = 400) -> str:
+    """A message on one line (the command prints one line per error), at most ``limit`` characters."""
+    line = " ".join(part.strip() for part in text.splitlines() if part.strip())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
 def datasets(texts: CourseTexts) -> dict[str, list[str]]:
     """The strings to score, by dataset; random letters made here when the course's are absent."""
     chosen = {name: list(texts.dataset(name)) for name in DATASETS if texts.dataset(name)}
@@ -58,14 +64,13 @@ def score(upload: Path, *, model_dir: Path, device: str, strings: dict[str, list
                 try:
                     answers = process.harness("p6_log_likelihood", texts=tokens[start:start + CHUNK])
                 except StudentCodeError as error:
-                    raise PlotError(f"log_likelihood failed on the {name} strings: "
-                                    f"{error.message.splitlines()[0]}") from None
+                    raise PlotError(f"log_likelihood failed on the {name} strings: {_one_line(error.message)}") from None
                 for offset, entry in enumerate(answers):
                     try:
                         values.append(as_real(entry.get("value", entry.get("unsupported")),
                                               call="log_likelihood(model, text)", instance=f"{name} string {start + offset}"))
                     except CheckFailed as error:
-                        raise PlotError(str(error).splitlines()[0]) from None
+                        raise PlotError(_one_line(str(error))) from None
                 bar.update(len(answers))
             scores[name] = np.array(values)
     return scores
