@@ -42,9 +42,9 @@ from pathlib import Path
 import yaml
 
 from . import isolation
-from .results import failure_report, results_json
+from .results import failure_report, results_json, write_atomically
 from .rubric import DEFAULT_RUBRIC, load_rubric
-from .scores import (SUBMISSIONS, Record, load_record, manifest_name, save_record, scores_csv, write_atomically,
+from .scores import (SUBMISSIONS, Record, load_record, manifest_name, save_record, scores_csv,
                      write_tables)
 from .uploads import EXPECTED_FILES
 

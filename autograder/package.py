@@ -15,7 +15,7 @@ import subprocess
 import zipfile
 from pathlib import Path
 
-from .scores import write_atomically
+from .results import write_atomically
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 INCLUDED = ("autograder", "reference", "setup.sh", "run_autograder", "requirements.txt", "README.md")

@@ -13,10 +13,10 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from .results import write_atomically
 
 STATUS_FILE = "status.json"
 SUBMISSIONS = "submissions"
@@ -53,21 +53,6 @@ class Record:
     parts: dict = field(default_factory=dict)
     key: str = ""
     seconds: float = 0.0
-
-
-def write_atomically(path: Path, data: bytes | str) -> Path:
-    """Write ``path`` so that a reader never sees half a file (temporary file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data.encode("utf-8") if isinstance(data, str) else data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def save_record(folder: Path, record: Record) -> None:
