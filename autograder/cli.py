@@ -71,8 +71,9 @@ def _parser() -> argparse.ArgumentParser:
     grade.add_argument("--feedback", action="store_true", help="print each failure's feedback under its row")
 
     check = commands.add_parser("check", help="students: check your work with the public tests, feedback included")
-    check.add_argument("path", type=Path, nargs="?", default=Path("."),
-                       help="your folder (holding submission/ or the files; default: the current folder)")
+    check.add_argument("path", type=Path, nargs="?", default=None,
+                       help="your folder (holding submission/ or the files; default: the current folder, or "
+                            "student_template/ when run in the autograder's own folder)")
     _grading_options(check)
     check.add_argument("--results", type=Path, default=None, help="also write a results.json here")
 
@@ -196,7 +197,17 @@ def _check_parts(parts: list[str] | None, rubric: Path) -> None:
         raise UsageError(f"--part: {error}") from None
 
 
+def _default_check_path() -> Path:
+    """The current folder; in the autograder's own folder (which holds the reference and the
+    template), the template a student edits in place."""
+    here = Path.cwd()
+    repo = Path(__file__).resolve().parents[1]
+    return repo / "student_template" if here.resolve() == repo else here
+
+
 def _check_grading_args(args) -> None:
+    if args.path is None:
+        args.path = _default_check_path()
     if not args.path.exists():
         raise UsageError(f"{args.path}: no such folder")
     if not args.path.is_dir():
@@ -330,8 +341,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "merge":
             return _merge(args)
         if args.command == "package":
-            from .package import build_package
-            print(build_package(args.out))
+            from .package import PackageError, build_package
+            try:
+                print(build_package(args.out))
+            except PackageError as error:
+                print(f"package: {error}", file=sys.stderr)
+                return 1
             return 0
         if args.command == "plots":
             return _plots(args)
