@@ -27,6 +27,7 @@ the next run grades them again; the caller exits 130.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -229,6 +230,7 @@ class Batch:
     stream: object = None
     submissions: list[Submission] = field(init=False)
     assigned: list[Submission] = field(init=False)
+    _tmpdirs: set = field(init=False, default_factory=set)  # the gradings' TMPDIRs not yet removed
 
     def __post_init__(self):
         self.root, self.out, self.rubric = Path(self.root).resolve(), Path(self.out).resolve(), Path(self.rubric).resolve()
@@ -318,8 +320,9 @@ class Batch:
                 time.sleep(POLL_S)
                 for pid, job in list(running.items()):
                     if self._poll(job):
-                        del running[pid]
-                        record = self._finish(job, running)
+                        with _interrupts_deferred():  # a record is written whole, or not at all
+                            record = self._finish(job, keep=set(running) - {pid})
+                            del running[pid]
                         done[record.id] = record
                         if record.status not in ("graded", "rejected"):
                             bar.write(f"{record.id}: {record.status} (see {job.folder / 'grade.log'})")
@@ -352,6 +355,7 @@ class Batch:
         for name in ("status.json", "results.json"):  # not done until this grading says so
             (folder / name).unlink(missing_ok=True)
         tmpdir = Path(tempfile.mkdtemp(prefix="autograder-batch-"))
+        self._tmpdirs.add(tmpdir)  # removed when the job ends, or by _stop_all
         os.chmod(tmpdir, 0o711)  # the sandbox user must reach the grading's folders inside it
         env = {**os.environ, "TMPDIR": str(tmpdir), "PYTHONUNBUFFERED": "1"}
         env.setdefault("OMP_NUM_THREADS", str(max(1, usable_cpus() // self.jobs)))  # no oversubscription
@@ -379,10 +383,13 @@ class Batch:
             _kill_group(job.proc)
         return False
 
-    def _finish(self, job: _Job, running: dict) -> Record:
+    def _finish(self, job: _Job, *, keep: set[int]) -> Record:
+        """Record an ended job (its results, or a failure report saying why there are none).
+        keep: the pids of the gradings still running."""
         job.log.close()
-        _kill_strays(keep=set(running))
+        _kill_strays(keep=keep)
         shutil.rmtree(job.tmpdir, ignore_errors=True)
+        self._tmpdirs.discard(job.tmpdir)
         results = job.folder / "results.json"
         data, status = None, "crashed"
         if job.timed_out:
@@ -425,11 +432,13 @@ class Batch:
                 job.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 _kill_group(job.proc)
-        _kill_strays(keep=set())
+        _kill_strays(keep=set())  # also a grading started just before the interrupt, not yet listed
         for job in jobs:
             job.log.close()
-            shutil.rmtree(job.tmpdir, ignore_errors=True)
             (job.folder / "results.json").unlink(missing_ok=True)
+        for tmpdir in list(self._tmpdirs):
+            shutil.rmtree(tmpdir, ignore_errors=True)
+            self._tmpdirs.discard(tmpdir)
 
     # -- tables ----------------------------------------------------------------------------
     def tables(self, records: list[Record]) -> str:
@@ -441,6 +450,17 @@ class Batch:
                     f"`python -m autograder merge {self.out}` (or list each shard's folder)")
         summary = write_tables(self.out, records, self.manifest())
         return f"{summary}\nwrote {self.out / 'scores.csv'}, {self.out / 'summary.csv'}, {self.out / 'totals.png'}"
+
+
+@contextlib.contextmanager
+def _interrupts_deferred():
+    """SIGINT and SIGTERM wait until the block is done (then the interrupt happens as usual)."""
+    signals = {signal.SIGINT, signal.SIGTERM}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
