@@ -90,10 +90,11 @@ def _processes_mentioning(text: str) -> list[str]:
     return found
 
 
-def test_ctrl_c_stops_grading_at_once_and_writes_nothing(tmp_path):
-    """A real SIGINT while student code runs an endless loop that the rubric would let run
-    for 10 minutes: exit 130 within seconds, no results file (an earlier one is removed), no
-    temporary folder, no process left."""
+@pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
+def test_ctrl_c_stops_grading_at_once_and_writes_nothing(tmp_path, signum, status):
+    """A real SIGINT (Ctrl-C) or SIGTERM while student code runs an endless loop that the rubric
+    would let run for 10 minutes: exit 130 (143) within seconds, no results file (an earlier one
+    is removed), no temporary folder, no process left."""
     rubric = _rubric(tmp_path / "rubric.yaml", "p3a", "p3b", "p3c", p3c_public={"timeout": 600},
                      p3c_random={"timeout": 600})
     folder = make_submission(tmp_path / "sub", {"p3_param_counts.py": """
@@ -119,10 +120,10 @@ def test_ctrl_c_stops_grading_at_once_and_writes_nothing(tmp_path):
                 break
         assert proc.poll() is None
         time.sleep(1.0)  # p3c's endless loop is running now
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signum)
         start = time.monotonic()
         rest, stderr = proc.communicate(timeout=60)
-        assert proc.returncode == 130, stderr
+        assert proc.returncode == status, stderr
         assert time.monotonic() - start < 20
         assert "interrupted" in stderr and "Traceback" not in stderr
         assert not results.exists()
