@@ -6,9 +6,9 @@ export ("Download Submissions"), whose ``submission_metadata.yml`` maps each fol
 
 Each submission is graded by its own process (``python -m autograder grade``), so gradings
 never share state; as root each also gets its own sandbox uid (see isolation.py). A grading
-gets a wall-clock limit (``timeout_s``; by default the sum of the rubric's per-test limits plus
-``OVERHEAD_S``); past it, it is stopped (SIGTERM, then SIGKILL after ``GRACE_S``) and recorded
-as ``timeout``. A process that dies without results is recorded as ``crashed``. Nothing a
+gets a wall-clock limit (``timeout_s``; by default the rubric's ``time_budget`` for a grading,
+or the sum of its per-test limits, plus ``OVERHEAD_S``); past it, it is stopped (SIGTERM, then
+SIGKILL after ``GRACE_S``) and recorded as ``timeout``. A process that dies without results is recorded as ``crashed``. Nothing a
 submission does stops the batch.
 
 Output (``out``): ``submissions/<id>/`` with ``results.json`` (Gradescope's format), ``grade.log``
@@ -44,7 +44,7 @@ import yaml
 
 from . import isolation
 from .results import failure_report, results_json, write_atomically
-from .rubric import DEFAULT_RUBRIC, load_rubric
+from .rubric import DEFAULT_RUBRIC, load_rubric, rubric_settings
 from .scores import (SUBMISSIONS, Record, load_record, manifest_name, save_record, scores_csv,
                      write_tables)
 from .uploads import EXPECTED_FILES
@@ -212,7 +212,8 @@ class Batch:
     shard: (i, n) to grade only shard i of n; None for all.
     force: regrade submissions already done.
     model, device, seed, rubric: as for ``grade`` (model None: AUTOGRADER_MODEL or the default).
-    timeout_s: wall-clock limit of one grading (None: the rubric's per-test limits + OVERHEAD_S).
+    timeout_s: wall-clock limit of one grading (None: the rubric's time_budget, else the sum of
+        its per-test limits, + OVERHEAD_S).
     progress: show a tqdm progress bar (on stderr).
     """
 
@@ -238,17 +239,17 @@ class Batch:
         self.submissions, self.warnings, self.kind = discover(self.root)
         self.assigned = [s for s in self.submissions if self.shard is None or shard_of(s.id, self.shard[1]) == self.shard[0]]
         try:
-            tests = load_rubric(self.rubric)
+            tests, settings = load_rubric(self.rubric), rubric_settings(self.rubric)
         except Exception as error:
             raise BatchError(str(error)) from None
-        self.needs_model = any(t.part.startswith("p6") for t in tests)
+        self.needs_model = any(t.needs_model for t in tests)
         self.parts = list(dict.fromkeys(t.part for t in tests))
         self.part_max = {p: sum(t.weight for t in tests if t.part == p) for p in self.parts}
         self.max_score = sum(t.weight for t in tests if not t.extra_credit)
         self.extra_credit = sum(t.weight for t in tests if t.extra_credit)
         self.test_rows = tests
-        if self.timeout_s is None:
-            self.timeout_s = sum(t.timeout for t in tests) + OVERHEAD_S
+        if self.timeout_s is None:  # the rubric's budget for a whole grading, else the sum of its tests' limits
+            self.timeout_s = (settings.time_budget_s or sum(t.timeout for t in tests)) + OVERHEAD_S
         if self.jobs is None:
             self.jobs = default_jobs(needs_model=self.needs_model)
         from . import models

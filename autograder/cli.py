@@ -85,7 +85,8 @@ def _parser() -> argparse.ArgumentParser:
     batch.add_argument("--shard", default=None, metavar="I/N", help="grade only shard I of N (see merge)")
     batch.add_argument("--force", action="store_true", help="regrade submissions already graded")
     batch.add_argument("--timeout", type=float, default=None, metavar="S",
-                       help="wall-clock limit of one grading (default: the rubric's per-test limits + 120 s)")
+                       help="wall-clock limit of one grading (default: the rubric's time_budget, else the sum of "
+                            "its per-test limits, + 120 s)")
     _model_options(batch)
     batch.add_argument("--seed", type=int, default=None, help="one seed for every submission (default: per submission)")
     _rubric_option(batch)
@@ -221,7 +222,7 @@ def _check_grading_args(args) -> None:
 def _model_note(args, tests) -> str | None:
     """Says when P6 is checked with another model than the one Gradescope grades with."""
     from . import models
-    if not any(t.part.startswith("p6") for t in tests):
+    if not any(t.needs_model for t in tests):
         return None
     spec = args.model or os.environ.get("AUTOGRADER_MODEL") or models.default_model_spec()
     if spec == GRADESCOPE_MODEL:
@@ -321,12 +322,18 @@ def _prepare_model(args) -> int:
         print(models.prepare(want_gpt2=not args.no_gpt2))
         print(prepare_reference(rubric=args.rubric))
         return 0
-    _check_model(args.model)  # batch: the reference outputs for the model and device it grades with
+    # batch: the reference outputs and the model tests' time limits (the calibration) for the
+    # model and device it grades with, once, before parallel gradings would each wait for them
+    _check_model(args.model)
+    from . import calibration
     from .p6.reference import reference_outputs
-    from .rubric import data_files
+    from .rubric import data_files, load_rubric
     spec = args.model or models.default_model_spec()
-    outputs = reference_outputs(models.resolve_model(spec), device=args.device, files=data_files(args.rubric))
-    print(f"P6 reference outputs for {spec} on {args.device}: {outputs.path}")
+    model_dir, files = models.resolve_model(spec), data_files(args.rubric)
+    outputs = reference_outputs(model_dir, device=args.device, files=files)
+    _, notes = calibration.reference_seconds(load_rubric(args.rubric), model_dir=model_dir, device=args.device,
+                                             files=files)
+    print("\n".join([*notes, f"P6 reference outputs and time limits for {spec} on {args.device}: {outputs.path}"]))
     return 0
 
 

@@ -39,7 +39,12 @@ class TestResult:
     score: float
     passed: bool
     output: str
-    grader_fault: bool = False  # not graded because of the grader (an internal error, no model), not the student
+    seconds: float = 0.0
+    """Wall-clock seconds the check took."""
+    student_seconds: float = 0.0
+    """Of those, seconds spent inside student code (as the child processes report it)."""
+    grader_fault: bool = False
+    """Not graded because of the grader (an internal error, no model), not the student."""
 
     @property
     def status(self) -> str:
@@ -68,6 +73,9 @@ class GradingReport:
     device: str = "cpu"
     execution_time: float = 0.0
     notes: list[str] = field(default_factory=list)
+    launcher: dict = field(default_factory=dict)
+    """What the run's fork server reported at start-up (seconds to import torch and map the
+    model, its address space): for timing reports, never shown to students."""
     status: str = "graded"
     not_run: list[GradedTest] = field(default_factory=list)
 

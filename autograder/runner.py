@@ -23,10 +23,10 @@ from pathlib import Path
 
 import pytest
 
-from . import isolation
+from . import calibration, isolation
 from .grading import GradingPlugin
 from .results import GradingReport, failure_report, write_results
-from .rubric import DEFAULT_RUBRIC, GradedTest, RubricError, data_files, load_rubric
+from .rubric import DEFAULT_RUBRIC, GradedTest, RubricError, RubricSettings, data_files, load_rubric, rubric_settings
 from .sandbox import Sandbox
 from .uploads import SubmissionError, did_you_mean, locate_submission, misnamed_files, upload_notes
 
@@ -74,10 +74,6 @@ def select_tests(tests: list[GradedTest], parts: list[str] | None = None, *,
     return run, left
 
 
-def _needs_model(tests: list[GradedTest]) -> bool:
-    return any(t.part.startswith("p6") for t in tests)
-
-
 def _resolve_model(spec: str | None, device: str) -> tuple[Path | None, str, str]:
     """(model folder, description, device) for P6, resolving the default and ``auto``."""
     from . import models
@@ -110,8 +106,19 @@ def grade(upload: Path | str, *, model: str | None = None, device: str = "cpu", 
     not_run: list[GradedTest] = []
     try:
         tests, not_run = select_tests(load_rubric(rubric), parts, include_hidden=include_hidden)
-        report = _grade(upload, tests=tests, model=model, device=device, seed=seed, checks_dir=checks_dir,
-                        rubric=rubric, on_result=on_result, left_out={t.test_id for t in not_run})
+        settings = rubric_settings(rubric)
+        seed = submission_seed(upload) if seed is None else seed
+        model_dir, model_text, device, no_model = _model_or_reason(tests, model, device)
+        report = grade_tests(upload, tests=tests, model_dir=model_dir, device=device, seed=seed,
+                             files=data_files(rubric), time_budget_s=settings.time_budget_s, settings=settings,
+                             checks_dir=checks_dir, protect=[Path(rubric).resolve()], on_result=on_result,
+                             left_out={t.test_id for t in not_run},
+                             not_graded={t.test_id: no_model for t in tests if no_model and t.needs_model})
+        if model_text:
+            report.model = model_text
+            report.notes.insert(2, f"Model: {model_text} on {device}")
+        if no_model:
+            report.notes.append(f"P6's model tests not graded: {no_model}")
     except SubmissionError as error:
         report = failure_report(tests, str(error), status="rejected")
     except RubricError as error:
@@ -128,10 +135,10 @@ def grade(upload: Path | str, *, model: str | None = None, device: str = "cpu", 
 
 
 def _model_or_reason(tests, model, device) -> tuple[Path | None, str, str, str | None]:
-    """(model folder, description, device, None) for a rubric with P6, or (None, "", device,
-    why not) when the grader cannot provide the model: P6's rows then say why and the other
-    parts are graded as usual."""
-    if not _needs_model(tests):
+    """(model folder, description, device, None) when a test needs the model, or (None, "",
+    device, why not) when the grader cannot provide it: those tests' rows then say why and the
+    others are graded as usual."""
+    if not any(t.needs_model for t in tests):
         return None, "", device, None
     try:
         return (*_resolve_model(model, device), None)
@@ -140,17 +147,31 @@ def _model_or_reason(tests, model, device) -> tuple[Path | None, str, str, str |
                                   f"submission; please tell the course staff): {error}")
 
 
-def _grade(upload: Path, *, tests, model, device, seed, checks_dir, rubric, on_result=None,
-           left_out=frozenset()) -> GradingReport:
-    seed = submission_seed(upload) if seed is None else seed
-    model_dir, model_text, device, no_model = _model_or_reason(tests, model, device)
-    not_graded = {t.test_id: no_model for t in tests if no_model and t.part.startswith("p6")}
+def grade_tests(upload: Path, *, tests: list[GradedTest], model_dir: Path | None, device: str, seed: int,
+                files: dict, time_budget_s: float | None, settings: RubricSettings | None = None,
+                checks_dir: Path = CHECKS_DIR, protect=(), on_result=None, left_out=frozenset(),
+                not_graded: dict | None = None) -> GradingReport:
+    """Grade ``upload`` on ``tests`` (rubric entries) with a resolved model folder and seed.
+
+    settings: the rubric's settings, to derive model tests' limits from the reference's
+    measured time (calibration.py); None keeps every test's own limit (the calibration itself).
+    protect: files besides the grader's folders the sandbox's user must not read (the rubric).
+    on_result, left_out, not_graded: see GradingPlugin.
+    Raises GradingInterrupted when interrupted (pytest reports it as an exit code).
+    """
+    notes, reference_seconds = [], {}
+    if settings is not None and model_dir is not None:
+        reference_seconds, notes = calibration.reference_seconds(tests, model_dir=model_dir, device=device,
+                                                                 files=files)
+        tests = calibration.with_limits(tests, reference_seconds, factor=settings.model_timeout_factor,
+                                        minimum=settings.model_timeout_minimum_s)
     with Sandbox(upload, model_dir=model_dir, device=device) as sandbox:
         source, _ = locate_submission(upload)
         hints = {name: did_you_mean(name, found) for name, found in misnamed_files(source).items()}
         # The rubric file itself, not its folder: a rubric in /tmp must not make /tmp owner-only.
-        isolation.protect([*TRUSTED_FOLDERS, checks_dir, Path(rubric).resolve()], sandbox.identity)
-        plugin = GradingPlugin(tests=tests, sandbox=sandbox, seed=seed, data_files=data_files(rubric),
+        isolation.protect([*TRUSTED_FOLDERS, checks_dir, *protect], sandbox.identity)
+        plugin = GradingPlugin(tests=tests, sandbox=sandbox, seed=seed, data_files=files,
+                               reference_seconds=reference_seconds, time_budget_s=time_budget_s,
                                not_graded=not_graded, hints=hints, on_result=on_result, left_out=left_out)
         # --capture=sys: pytest must not take over file descriptor 1, where live rows are printed
         args = [str(checks_dir), "-p", "no:cacheprovider", "-p", "no:randomly", "--import-mode=importlib",
@@ -161,14 +182,11 @@ def _grade(upload: Path, *, tests, model, device, seed, checks_dir, rubric, on_r
             exit_code = pytest.main(args, plugins=[plugin])
         if exit_code == pytest.ExitCode.INTERRUPTED:
             raise GradingInterrupted()
-        notes = [f"Graded {sandbox.layout}: {', '.join(sandbox.files)}", *upload_notes(source),
-                 f"Seed {seed} (rerun with --seed {seed} to draw the same instances)"]
-        if model_text:
-            notes.append(f"Model: {model_text} on {device}")
-        if no_model:
-            notes.append(f"P6 not graded: {no_model}")
+        notes = [f"Graded {sandbox.layout}: {', '.join(sandbox.files)}",
+                 f"Seed {seed} (rerun with --seed {seed} to draw the same instances)", *upload_notes(source), *notes]
         if plugin.problems:
             notes.append("Grader configuration problems: " + "; ".join(plugin.problems))
         rows = plugin.rows()
         status = "grader_error" if any(r.grader_fault for r in rows) else "graded"
-        return GradingReport(results=rows, seed=seed, model=model_text, device=device, notes=notes, status=status)
+        return GradingReport(results=rows, seed=seed, device=device, notes=notes, status=status,
+                             launcher=dict(sandbox.launcher.ready or {}))
