@@ -315,6 +315,19 @@ def _plots(args) -> int:
     return 0
 
 
+def _prepare_sandbox() -> int:
+    from .isolation import prepare_sandbox_user
+    from .rubric import RubricError, data_files
+    from .runner import TRUSTED_FOLDERS
+    rubric = Path(os.environ.get("AUTOGRADER_RUBRIC", DEFAULT_RUBRIC))
+    try:  # the course's data files too: with GPT-2, they would tell snippets apart
+        data = list(data_files(rubric).values())
+    except RubricError:
+        data = []
+    print(prepare_sandbox_user([*TRUSTED_FOLDERS, rubric, *data]))
+    return 0
+
+
 def _prepare_model(args) -> int:
     from . import models
     from .p6.reference import prepare as prepare_reference
@@ -358,9 +371,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "plots":
             return _plots(args)
         if args.command == "prepare-sandbox":
-            from .isolation import prepare_sandbox_user
-            print(prepare_sandbox_user())
-            return 0
+            return _prepare_sandbox()
         if args.command == "prepare-model":
             return _prepare_model(args)
     except UsageError as error:

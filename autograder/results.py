@@ -137,6 +137,8 @@ def results_json(report: GradingReport) -> dict:
         per_test //= 2
         for row, r in zip(tests, report.results):
             row["output"] = _clip(r.output, per_test)
+    if len(json.dumps(data)) > RESULTS_LIMIT:  # then the run's own notes
+        data["output"] = _clip(data["output"], 2000)
     return data
 
 
@@ -156,9 +158,44 @@ def write_atomically(path: Path | str, data: bytes | str) -> Path:
     return path
 
 
-def write_results(report: GradingReport, path: Path | str) -> Path:
-    """Write results.json atomically (a reader never sees half a file)."""
-    return write_atomically(path, json.dumps(results_json(report), indent=1))
+def reserve_results(path: Path | str) -> Path | None:
+    """Reserve the disk space results.json needs, before grading: a hidden file beside it with
+    RESULTS_LIMIT + 64 KiB allocated (posix_fallocate), which write_results fills, so that the
+    results can be written even if student code filled the disk meanwhile (where the sandbox
+    cannot give it a private /tmp). None if the space cannot be reserved."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, reserved = tempfile.mkstemp(prefix=".results-reserved-", dir=path.parent)
+    except OSError:
+        return None
+    try:
+        os.posix_fallocate(fd, 0, RESULTS_LIMIT + (64 << 10))
+    except OSError:
+        os.close(fd)
+        os.unlink(reserved)
+        return None
+    os.close(fd)
+    return Path(reserved)
+
+
+def write_results(report: GradingReport, path: Path | str, *, reserved: Path | None = None) -> Path:
+    """Write results.json atomically (a reader never sees half a file): into ``reserved`` (from
+    reserve_results) when given, else a new temporary file, then renamed into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(results_json(report), indent=1).encode()
+    if reserved is not None and reserved.is_file():
+        try:
+            with open(reserved, "r+b") as handle:  # overwrite in place: no new blocks needed
+                handle.write(text)
+                handle.truncate(len(text))
+            os.replace(reserved, path)
+        except BaseException:
+            reserved.unlink(missing_ok=True)
+            raise
+        return path
+    return write_atomically(path, text)
 
 
 def failure_report(tests: list[GradedTest], message: str, *, execution_time: float = 0.0,

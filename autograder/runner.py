@@ -23,14 +23,15 @@ from pathlib import Path
 
 import pytest
 
-from . import calibration, isolation
+from . import calibration
 from .grading import GradingPlugin
-from .results import GradingReport, failure_report, write_results
+from .results import GradingReport, failure_report, reserve_results, write_results
 from .rubric import DEFAULT_RUBRIC, GradedTest, RubricError, RubricSettings, data_files, load_rubric, rubric_settings
 from .sandbox import Sandbox
 from .uploads import SubmissionError, did_you_mean, locate_submission, misnamed_files, upload_notes
 
 CHECKS_DIR = Path(__file__).with_name("checks")
+FILES_SHOWN = 20  # files of the upload named in the report (results.json stays small whatever the upload)
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # Folders the child's user must not read: the grader, the reference, the project's tests.
 TRUSTED_FOLDERS = (REPO_ROOT / "autograder", REPO_ROOT / "reference", REPO_ROOT / "tests")
@@ -85,6 +86,14 @@ def _resolve_model(spec: str | None, device: str) -> tuple[Path | None, str, str
     return model_dir, f"{spec} ({model_dir}, fingerprint {models.fingerprint(model_dir)})", device
 
 
+def _exposed(paths, sandbox: Sandbox) -> list[str]:
+    """Of ``paths``, those the sandbox's user may read: only where it runs as a separate user
+    without a private filesystem (namespaces refused), and only by the permission bits for others."""
+    if not sandbox.identity.separate or sandbox.launcher_report.get("isolation", {}).get("filesystem") == "private":
+        return []
+    return [str(p) for p in map(Path, paths) if p.exists() and p.stat().st_mode & 0o004]
+
+
 def grade(upload: Path | str, *, model: str | None = None, device: str = "cpu", seed: int | None = None,
           rubric: Path | str = DEFAULT_RUBRIC, results_path: Path | str | None = None,
           checks_dir: Path = CHECKS_DIR, parts: list[str] | None = None, include_hidden: bool = True,
@@ -104,6 +113,7 @@ def grade(upload: Path | str, *, model: str | None = None, device: str = "cpu", 
     upload = Path(upload)
     tests: list[GradedTest] = []
     not_run: list[GradedTest] = []
+    reserved = reserve_results(results_path) if results_path is not None else None
     try:
         tests, not_run = select_tests(load_rubric(rubric), parts, include_hidden=include_hidden)
         settings = rubric_settings(rubric)
@@ -111,7 +121,7 @@ def grade(upload: Path | str, *, model: str | None = None, device: str = "cpu", 
         model_dir, model_text, device, no_model = _model_or_reason(tests, model, device)
         report = grade_tests(upload, tests=tests, model_dir=model_dir, device=device, seed=seed,
                              files=data_files(rubric), time_budget_s=settings.time_budget_s, settings=settings,
-                             checks_dir=checks_dir, protect=[Path(rubric).resolve()], on_result=on_result,
+                             checks_dir=checks_dir, guarded=[Path(rubric).resolve()], on_result=on_result,
                              left_out={t.test_id for t in not_run},
                              not_graded={t.test_id: no_model for t in tests if no_model and t.needs_model})
         if model_text:
@@ -127,10 +137,16 @@ def grade(upload: Path | str, *, model: str | None = None, device: str = "cpu", 
         detail = "".join(traceback.format_exception(type(error), error, error.__traceback__, limit=-3))
         report = failure_report(tests, f"Internal grader error (not a fault of your submission): "
                                        f"{type(error).__name__}: {error}\n{detail}")
+    except BaseException:  # interrupted: nothing is written, the reserved space is given back
+        if reserved is not None:
+            reserved.unlink(missing_ok=True)
+        raise
     report.not_run = not_run
     report.execution_time = time.monotonic() - start
     if results_path is not None:
-        write_results(report, results_path)
+        write_results(report, results_path, reserved=reserved)
+    elif reserved is not None:
+        reserved.unlink(missing_ok=True)
     return report
 
 
@@ -149,13 +165,15 @@ def _model_or_reason(tests, model, device) -> tuple[Path | None, str, str, str |
 
 def grade_tests(upload: Path, *, tests: list[GradedTest], model_dir: Path | None, device: str, seed: int,
                 files: dict, time_budget_s: float | None, settings: RubricSettings | None = None,
-                checks_dir: Path = CHECKS_DIR, protect=(), on_result=None, left_out=frozenset(),
+                checks_dir: Path = CHECKS_DIR, guarded=(), on_result=None, left_out=frozenset(),
                 not_graded: dict | None = None) -> GradingReport:
     """Grade ``upload`` on ``tests`` (rubric entries) with a resolved model folder and seed.
 
     settings: the rubric's settings, to derive model tests' limits from the reference's
     measured time (calibration.py); None keeps every test's own limit (the calibration itself).
-    protect: files besides the grader's folders the sandbox's user must not read (the rubric).
+    guarded: files besides the grader's folders the sandbox's user must not read (the rubric):
+    where children see the host's files (no namespaces), the report warns about those that
+    permissions leave readable (prepare-sandbox, run by setup.sh as root, protects them).
     on_result, left_out, not_graded: see GradingPlugin.
     Raises GradingInterrupted when interrupted (pytest reports it as an exit code).
     """
@@ -168,8 +186,6 @@ def grade_tests(upload: Path, *, tests: list[GradedTest], model_dir: Path | None
     with Sandbox(upload, model_dir=model_dir, device=device) as sandbox:
         source, _ = locate_submission(upload)
         hints = {name: did_you_mean(name, found) for name, found in misnamed_files(source).items()}
-        # The rubric file itself, not its folder: a rubric in /tmp must not make /tmp owner-only.
-        isolation.protect([*TRUSTED_FOLDERS, checks_dir, *protect], sandbox.identity)
         plugin = GradingPlugin(tests=tests, sandbox=sandbox, seed=seed, data_files=files,
                                reference_seconds=reference_seconds, time_budget_s=time_budget_s,
                                not_graded=not_graded, hints=hints, on_result=on_result, left_out=left_out)
@@ -182,11 +198,17 @@ def grade_tests(upload: Path, *, tests: list[GradedTest], model_dir: Path | None
             exit_code = pytest.main(args, plugins=[plugin])
         if exit_code == pytest.ExitCode.INTERRUPTED:
             raise GradingInterrupted()
-        notes = [f"Graded {sandbox.layout}: {', '.join(sandbox.files)}",
+        shown = ", ".join(name[:60] for name in sandbox.files[:FILES_SHOWN])
+        more = f" and {len(sandbox.files) - FILES_SHOWN} more" if len(sandbox.files) > FILES_SHOWN else ""
+        notes = [f"Graded {sandbox.layout}: {shown}{more}",
                  f"Seed {seed} (rerun with --seed {seed} to draw the same instances)", *upload_notes(source), *notes]
         if plugin.problems:
             notes.append("Grader configuration problems: " + "; ".join(plugin.problems))
+        exposed = _exposed([*TRUSTED_FOLDERS, checks_dir, *guarded, *files.values()], sandbox)
+        if exposed:
+            notes.append(f"Warning: student code could read {', '.join(exposed)} (this system gives it no private "
+                         f"filesystem): run `python -m autograder prepare-sandbox` as root")
         rows = plugin.rows()
         status = "grader_error" if any(r.grader_fault for r in rows) else "graded"
         return GradingReport(results=rows, seed=seed, device=device, notes=notes, status=status,
-                             launcher=dict(sandbox.launcher.ready or {}))
+                             launcher=sandbox.launcher_report)

@@ -16,7 +16,7 @@ Then, for each model, in a fresh models folder (so nothing is reused from earlie
    server start-up, forks, the grader's harness work in the children, comparisons), the fork
    server's start-up (torch import, model mapping), the score, and the peak memory of all
    processes together: the proportional set size (PSS) of the grading process and all its
-   descendants, summed, sampled every 50 ms (shared pages such as the model's weights count
+   descendants, summed, sampled every 100 ms (shared pages such as the model's weights count
    once in all).
 
 Prints a table and writes the figures as JSON (default benchmark.json). Each grading runs in a
@@ -40,7 +40,7 @@ sys.path.insert(0, str(REPO))
 
 REAL_SIZE = dict(n_layer=12, n_head=12, n_embd=768, n_positions=1024, vocab_size=50257)
 SEED = 20190929  # the course's seed
-SAMPLE_EVERY_S = 0.05
+SAMPLE_EVERY_S = 0.1
 
 # Run in a child: grade and print the report as JSON (rows with times, the fork server's start-up).
 _GRADE = """
@@ -100,11 +100,13 @@ def _process_tree(root: int) -> list[int]:
                     parents[int(entry)] = int(handle.read().rsplit(b")", 1)[1].split()[1])
             except (OSError, ValueError, IndexError):
                 pass
+    children: dict[int, list[int]] = {}
+    for pid, parent in parents.items():
+        children.setdefault(parent, []).append(pid)
     tree, frontier = {root}, [root]
     while frontier:
-        current = frontier.pop()
-        for pid, parent in parents.items():
-            if parent == current and pid not in tree:
+        for pid in children.get(frontier.pop(), ()):
+            if pid not in tree:
                 tree.add(pid)
                 frontier.append(pid)
     return sorted(tree)

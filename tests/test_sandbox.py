@@ -155,3 +155,34 @@ def test_a_child_for_grader_harnesses_runs_out_of_the_students_reach(tmp_path):
             assert student.call("p3_param_counts", "who") == box.identity.uid
             assert clean.harness("environment")["device"] == "cpu"
             assert os.stat(f"/proc/{clean.proc.pid}").st_uid == os.geteuid() != box.identity.uid
+
+
+def test_a_child_that_stops_reading_cannot_block_the_grader(tmp_path):
+    """The child forges the answers to this request and the next, then never reads again: the
+    grader's next (large) request must time out within the test's limit, not block forever."""
+    body = ("import json, os, time\n"
+            "def f(x):\n"
+            "    for i in (1, 2):\n"
+            "        os.write(3, (json.dumps({'$dict': [['id', i], ['time', 0.0], ['ok', 7]]}) + '\\n').encode())\n"
+            "    time.sleep(3600)\n")
+    with sandbox_with(tmp_path, body) as box, box.process(time_limit_s=3, label="t") as child:
+        assert child.call("p3_param_counts", "f", 1) == 7  # the forged answer to request 1
+        start = time.monotonic()
+        with pytest.raises(StudentCodeError) as error:
+            child.call("p3_param_counts", "f", np.zeros(1_000_000))  # ~10 MB encoded: more than a pipe holds
+        assert error.value.kind in ("timeout", "protocol")
+        assert time.monotonic() - start < 30
+
+
+def test_a_student_process_cannot_blame_the_grader(tmp_path):
+    """An error report marked internal, forged by student code, is reported as the student's."""
+    body = ("import json, os\n"
+            "def f():\n"
+            "    error = {'$dict': [['kind', 'internal'], ['message', 'grader bug']]}\n"
+            "    os.write(3, (json.dumps({'$dict': [['id', 1], ['time', 0.0], ['error', error]]})"
+            " + '\\n').encode())\n"
+            "    os._exit(0)\n")
+    with sandbox_with(tmp_path, body) as box, box.process(time_limit_s=10, label="t") as child:
+        with pytest.raises(StudentCodeError) as error:
+            child.call("p3_param_counts", "f")
+    assert error.value.kind == "exception" and "outside your functions" in error.value.message
