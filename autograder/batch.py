@@ -391,6 +391,7 @@ class Batch:
         _kill_strays(keep=keep)
         shutil.rmtree(job.tmpdir, ignore_errors=True)
         self._tmpdirs.discard(job.tmpdir)
+        _remove_partial_writes(job.folder)  # a killed grading's reserved space or half-written file
         results = job.folder / "results.json"
         data, status = None, "crashed"
         if job.timed_out:
@@ -437,6 +438,7 @@ class Batch:
         for job in jobs:
             job.log.close()
             (job.folder / "results.json").unlink(missing_ok=True)
+            _remove_partial_writes(job.folder)
         for tmpdir in list(self._tmpdirs):
             shutil.rmtree(tmpdir, ignore_errors=True)
             self._tmpdirs.discard(tmpdir)
@@ -451,6 +453,13 @@ class Batch:
                     f"`python -m autograder merge {self.out}` (or list each shard's folder)")
         summary = write_tables(self.out, records, self.manifest())
         return f"{summary}\nwrote {self.out / 'scores.csv'}, {self.out / 'summary.csv'}, {self.out / 'totals.png'}"
+
+
+def _remove_partial_writes(folder: Path) -> None:
+    """Hidden files a grading process leaves when it is killed mid-way: the space it reserved
+    for results.json, a temporary file not yet renamed into place."""
+    for path in folder.glob(".results*"):
+        path.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager

@@ -222,6 +222,7 @@ def test_a_mixed_batch_grades_every_submission(export, full_run):
         validate_results(data)
         assert float(row["total"]) == pytest.approx(data["score"]) and data["score"] <= P3_MAX
         assert (folder / "grade.log").is_file() and json.loads((folder / "status.json").read_text())["id"] == name
+        assert list(folder.glob(".results*")) == []  # no reserved space or temporary file left
     assert "did you mean P3_param_counts.py" in (out / "submissions" / "submission_13" / "results.json").read_text()
     assert "limit of 30 s" in (out / "submissions" / "submission_14" / "results.json").read_text()
     # the summary and the histogram
@@ -288,6 +289,7 @@ def _interrupted_then_resumed(stack, export, rubric, full_run, tmp_path):
     assert not (out / "scores.csv").exists()  # nothing that looks like a finished batch
     for folder_ in out.glob("submissions/*"):  # a submission without its record has no results either
         assert (folder_ / "status.json").exists() == (folder_ / "results.json").exists(), folder_
+        assert list(folder_.glob(".results*")) == [], folder_  # nor anything half-written
     assert list(scratch.iterdir()) == []  # temporary folders removed
     resumed = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600, env=env)
     assert resumed.returncode == 0, resumed.stderr

@@ -126,7 +126,7 @@ def test_ctrl_c_stops_grading_at_once_and_writes_nothing(tmp_path, signum, statu
         assert proc.returncode == status, stderr
         assert time.monotonic() - start < 20
         assert "interrupted" in stderr and "Traceback" not in stderr
-        assert not results.exists()
+        assert not results.exists() and list(tmp_path.glob(".results*")) == []  # nor its reserved space
         assert "total" not in rest  # no table that looks finished
         assert list(scratch.iterdir()) == []
         assert _processes_mentioning(str(scratch)) == []
