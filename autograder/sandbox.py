@@ -35,17 +35,13 @@ from pathlib import Path
 from . import isolation
 from .child import codec
 from .isolation import Identity, Limits
+from .uploads import EXPECTED_FILES, SubmissionError, locate_submission  # noqa: F401 (re-exported)
 
 CHILD_PACKAGE = "_agchild"  # the name autograder/child is copied under, next to the submission
 OUTPUT_LIMIT = 4096        # bytes of a child's stdout/stderr kept for feedback
 RESPONSE_LIMIT = 256 << 20  # bytes of one response line
 SUBMISSION_FILE_LIMIT = 200
 SUBMISSION_BYTES_LIMIT = 5 << 20
-# Python files of the problem set: used to recognise loose uploads.
-EXPECTED_FILES = (
-    "p1_mle_kl.py", "p2_gaussian_softmax.py", "p3_param_counts.py", "p4_autoregressive.py",
-    "p5_monte_carlo.py", "p6_gpt2_counts.py", "sample.py", "likelihood.py", "classifier.py",
-)
 _LAUNCHER_BOOT = (f"import sys; sys.path.append(sys.argv[1]); from {CHILD_PACKAGE}.launcher import main; "
                   f"main(sys.argv[2:])")
 LAUNCHER_START_LIMIT_S = 600.0  # importing torch and mapping the model; minutes only on a cold, busy machine
@@ -54,10 +50,6 @@ LAUNCHER_START_LIMIT_S = 600.0  # importing torch and mapping the model; minutes
 # What a child may report (child/main.py); "internal" is believed only from a clean child.
 CHILD_ERROR_KINDS = frozenset({"missing_file", "import", "missing_function", "exception", "bad_return",
                                "bad_request", "internal"})
-
-
-class SubmissionError(Exception):
-    """The upload cannot be graded at all (no Python files, too large); the message says why."""
 
 
 class StudentCodeError(Exception):
@@ -81,28 +73,6 @@ class StudentCodeError(Exception):
         if self.output:
             parts.append("Your code printed:\n" + self.output.rstrip())
         return "\n\n".join(parts)
-
-
-def locate_submission(upload: Path) -> tuple[Path, str]:
-    """The folder holding the submission's files, and how it was found.
-
-    Accepts ``upload/submission/``, a ``submission/`` folder nested up to three levels deep
-    (e.g. ``src/submission``), ``upload`` itself when it is named ``submission``, or the files
-    uploaded loose in ``upload``.
-    """
-    upload = Path(upload)
-    if not upload.is_dir():
-        raise SubmissionError(f"{upload} is not a folder")
-    if (upload / "submission").is_dir():
-        return upload / "submission", "submission/ package"
-    for depth in range(1, 4):
-        for candidate in sorted(upload.glob("/".join(["*"] * depth) + "/submission")):
-            if candidate.is_dir() and "__MACOSX" not in candidate.parts and any(candidate.glob("*.py")):
-                return candidate, f"{candidate.relative_to(upload)}/ package"
-    if any((upload / name).is_file() for name in EXPECTED_FILES) or any(upload.glob("*.py")):
-        return upload, "files uploaded loose"
-    raise SubmissionError(f"no Python files found in the upload ({upload}); expected a submission/ "
-                          f"folder or the files {', '.join(EXPECTED_FILES[:3])}, …")
 
 
 def copy_submission(source: Path, dest: Path) -> list[str]:
