@@ -28,7 +28,8 @@ from .grading import GradingPlugin
 from .results import GradingReport, failure_report, reserve_results, write_results
 from .rubric import DEFAULT_RUBRIC, GradedTest, RubricError, RubricSettings, data_files, load_rubric, rubric_settings
 from .sandbox import Sandbox
-from .uploads import SubmissionError, did_you_mean, locate_submission, misnamed_files, upload_notes
+from .uploads import (SubmissionError, did_you_mean, links_note, locate_submission, misnamed_files, read_upload_file,
+                      submission_files, upload_notes)
 
 CHECKS_DIR = Path(__file__).with_name("checks")
 FILES_SHOWN = 20  # files of the upload named in the report (results.json stays small whatever the upload)
@@ -42,9 +43,8 @@ def submission_seed(upload: Path) -> int:
     draws the same instances, and changing a file to fit the drawn instances draws new ones."""
     source, _ = locate_submission(upload)
     digest = hashlib.sha256()
-    for path in sorted(source.rglob("*.py")):
-        if "__pycache__" not in path.parts and path.is_file():
-            digest.update(path.relative_to(source).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    for relative in submission_files(source)[0]:  # what is graded: links are never followed
+        digest.update(relative.as_posix().encode() + b"\0" + read_upload_file(source / relative) + b"\0")
     return int.from_bytes(digest.digest()[:4], "big")
 
 
@@ -201,7 +201,8 @@ def grade_tests(upload: Path, *, tests: list[GradedTest], model_dir: Path | None
         shown = ", ".join(name[:60] for name in sandbox.files[:FILES_SHOWN])
         more = f" and {len(sandbox.files) - FILES_SHOWN} more" if len(sandbox.files) > FILES_SHOWN else ""
         notes = [f"Graded {sandbox.layout}: {shown}{more}",
-                 f"Seed {seed} (rerun with --seed {seed} to draw the same instances)", *upload_notes(source), *notes]
+                 f"Seed {seed} (rerun with --seed {seed} to draw the same instances)", *upload_notes(source),
+                 *links_note(sandbox.ignored), *notes]
         if plugin.problems:
             notes.append("Grader configuration problems: " + "; ".join(plugin.problems))
         exposed = _exposed([*TRUSTED_FOLDERS, checks_dir, *guarded, *files.values()], sandbox)

@@ -36,6 +36,7 @@ from . import isolation
 from .child import codec
 from .isolation import Identity, Limits
 from .uploads import EXPECTED_FILES, SubmissionError, locate_submission  # noqa: F401 (re-exported)
+from .uploads import read_upload_file, submission_files
 
 CHILD_PACKAGE = "_agchild"  # the name autograder/child is copied under, next to the submission
 OUTPUT_LIMIT = 4096        # bytes of a child's stdout/stderr kept for feedback
@@ -75,26 +76,23 @@ class StudentCodeError(Exception):
         return "\n\n".join(parts)
 
 
-def copy_submission(source: Path, dest: Path) -> list[str]:
-    """Copy the ``.py`` files of ``source`` (recursively, skipping caches) into the package
-    folder ``dest``, adding ``__init__.py`` if missing. Returns the copied relative paths."""
-    files = [p for p in sorted(source.rglob("*.py"))
-             if "__pycache__" not in p.parts and "__MACOSX" not in p.parts and p.is_file() and not p.is_symlink()]
+def copy_submission(source: Path, dest: Path) -> tuple[list[str], list[str]]:
+    """Copy the ``.py`` files of ``source`` (recursively, skipping caches, never following a
+    link: uploads.submission_files) into the package folder ``dest``, adding ``__init__.py``
+    if missing. Returns the copied relative paths and the notes on links left out."""
+    files, ignored = submission_files(source)
     if len(files) > SUBMISSION_FILE_LIMIT:
         raise SubmissionError(f"the upload has {len(files)} Python files; at most {SUBMISSION_FILE_LIMIT} are graded")
-    total = sum(p.stat().st_size for p in files)
+    total = sum((source / p).lstat().st_size for p in files)
     if total > SUBMISSION_BYTES_LIMIT:
         raise SubmissionError(f"the upload's Python files hold {total} bytes; at most {SUBMISSION_BYTES_LIMIT}")
-    copied = []
-    for path in files:
-        relative = path.relative_to(source)
+    for relative in files:
         target = dest / relative
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(path, target)
-        copied.append(relative.as_posix())
-    for folder in {dest} | {(dest / c).parent for c in copied}:
+        target.write_bytes(read_upload_file(source / relative))
+    for folder in {dest} | {(dest / c).parent for c in files}:
         (folder / "__init__.py").touch(exist_ok=True)
-    return copied
+    return [p.as_posix() for p in files], ignored
 
 
 THREADS_ENV = "AUTOGRADER_TORCH_THREADS"
@@ -272,6 +270,7 @@ class Sandbox:
     work_root: Path = field(init=False)
     runtime_root: Path = field(init=False)
     files: list[str] = field(init=False)
+    ignored: list[str] = field(init=False, default_factory=list)  # links left out of the upload
     layout: str = field(init=False)
     identity: Identity = field(init=False)
     marker: str = field(init=False)
@@ -295,7 +294,7 @@ class Sandbox:
             os.chmod(self.root, 0o710)
         try:
             self.work_root = self.root / "work"
-            self.files = copy_submission(source, self.work_root / "submission")
+            self.files, self.ignored = copy_submission(source, self.work_root / "submission")
             self.runtime_root = self.root / "runtime"
             shutil.copytree(Path(__file__).parent / "child", self.runtime_root / CHILD_PACKAGE,
                             ignore=shutil.ignore_patterns("__pycache__"))

@@ -18,7 +18,9 @@ not renamed, since a grader that guesses which file is meant could grade the wro
 from __future__ import annotations
 
 import difflib
+import os
 import re
+import stat
 from pathlib import Path
 
 # Python files of the problem set: used to recognise loose uploads and misnamed files.
@@ -34,6 +36,49 @@ LOOSE_DEPTH = 2       # how deep a folder of loose problem files is looked for
 # What browsers and file managers add to a name: "p1 (1).py", "p1-2.py", "p1 copy.py", "Copy of p1.py".
 _COPY_SUFFIX = re.compile(r"(\s*\(\d+\)|[\s_-]+(copy|kopie)(\s*\d+)?|-\d+|_\d+)$", re.IGNORECASE)
 _COPY_PREFIX = re.compile(r"^(copy of\s+)", re.IGNORECASE)
+
+
+def submission_files(source: Path) -> tuple[list[Path], list[str]]:
+    """The submission's ``.py`` files under ``source`` (relative paths, sorted) and a note for
+    each link that was left out. Links never lead outside the upload: symbolic links (to files or
+    folders) are not followed, and files with more than one hard link are left out, so an upload
+    that links to the grader's own files (``submission -> ../reference/submission``, a ``zip -y``
+    archive) cannot have them graded or read as root. Caches and archive debris are skipped."""
+    source = Path(source)
+    files, ignored = [], []
+    for folder, subfolders, names in os.walk(source, followlinks=False):
+        here = Path(folder)
+        for name in sorted(subfolders):
+            if (here / name).is_symlink():
+                ignored.append(f"{(here / name).relative_to(source)}/ (a symbolic link)")
+        subfolders[:] = sorted(n for n in subfolders if not _skipped(n) and not (here / n).is_symlink())
+        for name in sorted(names):
+            if not name.endswith(".py"):
+                continue
+            path = here / name
+            info = path.lstat()
+            if stat.S_ISLNK(info.st_mode):
+                ignored.append(f"{path.relative_to(source)} (a symbolic link)")
+            elif stat.S_ISREG(info.st_mode) and info.st_nlink > 1:
+                ignored.append(f"{path.relative_to(source)} (a hard link)")
+            elif stat.S_ISREG(info.st_mode):
+                files.append(path.relative_to(source))
+    return sorted(files), ignored
+
+
+def read_upload_file(path: Path) -> bytes:
+    """A file's bytes, refusing to follow a symbolic link swapped in since it was listed."""
+    descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    with os.fdopen(descriptor, "rb") as handle:
+        return handle.read()
+
+
+def links_note(ignored: list[str]) -> list[str]:
+    """The report's line about links left out of the upload (none when there were none)."""
+    if not ignored:
+        return []
+    shown = ", ".join(ignored[:5]) + (f" and {len(ignored) - 5} more" if len(ignored) > 5 else "")
+    return [f"Left out (links are not followed; upload the files themselves): {shown}"]
 
 
 class SubmissionError(Exception):
@@ -70,8 +115,7 @@ def _python_files(folder: Path) -> list[Path]:
 
 
 def _has_python(folder: Path) -> bool:
-    return any(p.is_file() and not any(_skipped(part) for part in p.relative_to(folder).parts[:-1])
-               for p in folder.rglob("*.py"))
+    return bool(submission_files(folder)[0])
 
 
 def candidates(upload: Path) -> list[tuple[Path, str]]:
@@ -97,7 +141,7 @@ def locate_submission(upload: Path) -> tuple[Path, str]:
     upload = Path(upload)
     if not upload.is_dir():
         raise SubmissionError(f"{upload} is not a folder")
-    if (upload / "submission").is_dir():
+    if (upload / "submission").is_dir() and not (upload / "submission").is_symlink():
         return upload / "submission", "submission/ package"
     found = candidates(upload)
     if len(found) == 1:
@@ -116,6 +160,9 @@ def locate_submission(upload: Path) -> tuple[Path, str]:
             f"them; to grade a folder of many students' submissions use `python -m autograder batch {upload}`")
     if _python_files(upload):
         return upload, "files uploaded loose"
+    if (upload / "submission").is_symlink():
+        raise SubmissionError("submission/ is a symbolic link: links in an upload are not followed; upload the "
+                              "folder itself")
     with_python = [f for d, f in _folders(upload, LOOSE_DEPTH) if d > 0 and _python_files(f)]
     if len(with_python) == 1:
         return with_python[0], f"files uploaded loose in {with_python[0].relative_to(upload)}/"

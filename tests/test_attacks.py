@@ -17,6 +17,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import socket
 import threading
 import time
@@ -139,6 +140,10 @@ ATTACKS = {
         "return -1")}, "call"),
     "many_long_file_names": ({**{("n" * 200 + f"{i:03d}.py"): "x = 1\n" for i in range(190)},
                               "p3_param_counts.py": in_full_joint("return -1")}, "call"),
+    # -- links in the upload to the grader's own files -----------------------------------------
+    "symlinked_submission_folder": ({}, "link:submission"),
+    "symlinked_nested_folder": ({}, "link:src/submission"),
+    "symlinked_file": ({}, "link:submission/p3_param_counts.py"),
     "network_connection": ({"p3_param_counts.py": in_full_joint(
         "import socket\nwith socket.create_connection(('127.0.0.1', {port}), timeout=2) as s:\n"
         "    return int(s.recv(100).decode())")}, "call"),
@@ -284,6 +289,16 @@ def test_attack_is_contained(tmp_path, grade_submission, attack_rubric, answer_s
     files = {file: source.format(**values) if "{" in source and file == "p3_param_counts.py" else source
              for file, source in files.items()}
     folder = make_submission(tmp_path / "upload", files, layout="loose" if where == "loose" else "package")
+    if where.startswith("link:"):  # the reference's own files, reached through a link in the upload
+        link = folder / where.split(":", 1)[1]
+        shutil.rmtree(folder / "submission")
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if link.name == "p3_param_counts.py":
+            make_submission(folder, {}, drop=("p3_param_counts.py",))
+            link.symlink_to(REPO / "reference" / "submission" / "p3_param_counts.py")
+        else:
+            link.symlink_to(REPO / "reference" / "submission")
+        where = "import" if link.name == "p3_param_counts.py" else "everything"
     before = grader_files_digest()
 
     start = time.monotonic()
@@ -299,14 +314,15 @@ def test_attack_is_contained(tmp_path, grade_submission, attack_rubric, answer_s
     validate_results(data, rubric_titles=[r.test.title for r in graded.report.results])
     assert data == graded.json, "results.json changed after grading"
     assert len(results.read_bytes()) < 1 << 20
-    lost = {t for t in graded.rows if t.split("_")[0] in (ATTACKED_PARTS if where != "import" else {"p3a", "p3b", "p3c"})}
+    lost = (set(graded.rows) if where == "everything" else
+            {t for t in graded.rows if t.split("_")[0] in (ATTACKED_PARTS if where != "import" else {"p3a", "p3b", "p3c"})})
     for test_id, row in graded.rows.items():
         if test_id in lost:
             assert row.score == 0, f"{test_id} earned points: {row.output}"
         else:
             assert row.passed, f"{test_id} lost points: {row.output}"
     assert grader_files_digest() == before, "grader files changed"
-    assert sandboxes, "grading made no sandbox"
+    assert sandboxes or where == "everything", "grading made no sandbox"
     left = sandbox_processes([box.identity for box in sandboxes], {box.marker for box in sandboxes})
     assert left == [], f"processes of the child outlived grading: {describe_processes(left)}; isolation: " \
                        f"{[box.launcher_report.get('isolation') for box in sandboxes]}"

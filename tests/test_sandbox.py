@@ -6,7 +6,7 @@ import time
 import numpy as np
 import pytest
 
-from autograder.sandbox import Sandbox, StudentCodeError, copy_submission, locate_submission
+from autograder.sandbox import Sandbox, StudentCodeError, SubmissionError, copy_submission, locate_submission
 from conftest import make_submission
 
 
@@ -127,8 +127,8 @@ def test_only_python_files_are_copied(tmp_path):
     (source / "__pycache__" / "x.py").write_text("")
     found, how = locate_submission(tmp_path)
     assert found == source and how == "src/submission/ package"
-    copied = copy_submission(found, tmp_path / "dest")
-    assert copied == ["helpers/maths.py", "p3_param_counts.py"]
+    copied, ignored = copy_submission(found, tmp_path / "dest")
+    assert copied == ["helpers/maths.py", "p3_param_counts.py"] and ignored == []
     assert (tmp_path / "dest" / "__init__.py").exists() and (tmp_path / "dest" / "helpers" / "__init__.py").exists()
 
 
@@ -186,3 +186,31 @@ def test_a_student_process_cannot_blame_the_grader(tmp_path):
         with pytest.raises(StudentCodeError) as error:
             child.call("p3_param_counts", "f")
     assert error.value.kind == "exception" and "outside your functions" in error.value.message
+
+
+def test_links_in_an_upload_are_never_followed(tmp_path):
+    """A symlinked file or folder, or a hard-linked file, is left out (and named); the rest is copied."""
+    outside = tmp_path / "outside"
+    (outside / "folder").mkdir(parents=True)
+    (outside / "secret.py").write_text("SECRET = 1\n")
+    (outside / "folder" / "more.py").write_text("MORE = 1\n")
+    source = tmp_path / "upload" / "submission"
+    source.mkdir(parents=True)
+    (source / "p3_param_counts.py").write_text("x = 1\n")
+    (source / "linked.py").symlink_to(outside / "secret.py")
+    (source / "linked_folder").symlink_to(outside / "folder")
+    os.link(outside / "secret.py", source / "hard.py")
+    copied, ignored = copy_submission(source, tmp_path / "dest")
+    assert copied == ["p3_param_counts.py"]
+    assert sorted(ignored) == ["hard.py (a hard link)", "linked.py (a symbolic link)", "linked_folder/ (a symbolic link)"]
+
+
+def test_a_symlinked_submission_folder_is_not_graded(tmp_path):
+    target = tmp_path / "elsewhere" / "submission"
+    target.mkdir(parents=True)
+    (target / "p3_param_counts.py").write_text("x = 1\n")
+    upload = tmp_path / "upload"
+    upload.mkdir()
+    (upload / "submission").symlink_to(target)
+    with pytest.raises(SubmissionError, match="symbolic link"):
+        locate_submission(upload)
