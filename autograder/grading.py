@@ -162,11 +162,12 @@ class GradingPlugin:
         items[:] = sorted(kept, key=lambda item: order[item.stash[GRADED_TEST].test_id])
 
     def pytest_collection_finish(self, session):
-        # The fork server imported torch and mapped the model while pytest collected; wait for it
-        # here, so that start-up is not counted in the first test's time.
+        # The fork server of the first test started while pytest collected; wait for it here, so
+        # that its start-up is not counted in that test's time.
         if self.sandbox.launcher is not None and session.items:
+            first = session.items[0].stash.get(GRADED_TEST, None)
             try:
-                self.sandbox.launcher.wait_ready()
+                self.sandbox.launcher_for(model=first is None or first.needs_model).wait_ready()
             except Exception:  # each test that needs a child then fails with the launcher's error
                 pass
 
@@ -203,7 +204,8 @@ class GradingPlugin:
     @pytest.fixture
     def student(self, request, graded_test):
         limit, why = self._time_limit(graded_test)
-        process = self.sandbox.process(time_limit_s=limit, label=graded_test.test_id, limit_note=why)
+        process = self.sandbox.process(time_limit_s=limit, label=graded_test.test_id, limit_note=why,
+                                       model=graded_test.needs_model)
         request.node.stash[TIMING].processes.append(process)
         try:
             yield process

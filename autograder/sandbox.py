@@ -276,6 +276,7 @@ class Sandbox:
     marker: str = field(init=False)
     launcher: Launcher | None = field(init=False, default=None)
     _launcher_report: dict = field(init=False, default_factory=dict)
+    _light: Launcher | None = field(init=False, default=None)  # the fork server without torch
     _children: int = field(init=False, default=0)
     _released: bool = field(init=False, default=False)
     _live: set = field(init=False, default_factory=set)  # children not yet closed
@@ -298,19 +299,33 @@ class Sandbox:
             self.runtime_root = self.root / "runtime"
             shutil.copytree(Path(__file__).parent / "child", self.runtime_root / CHILD_PACKAGE,
                             ignore=shutil.ignore_patterns("__pycache__"))
-            private_root = None
-            if self.identity.separate and os.environ.get(NAMESPACES_ENV, "1") != "0":
-                private_root = self.root / "fs"
-                private_root.mkdir(mode=0o700)
-            self.launcher = Launcher(runtime_root=self.runtime_root, work_root=self.work_root, model_dir=self.model_dir,
-                                     device=self.device, log_path=self.root / "launcher.log",
-                                     private_root=private_root)
+            # Started now: it imports torch and maps the model while tests without the model run
+            # on the light fork server (started on first use).
+            self.launcher = self._start_launcher(self.model_dir, "")
         except BaseException:
             self.close()
             raise
 
+    def _start_launcher(self, model_dir: Path | None, suffix: str) -> Launcher:
+        private_root = None
+        if self.identity.separate and os.environ.get(NAMESPACES_ENV, "1") != "0":
+            private_root = self.root / f"fs{suffix}"
+            private_root.mkdir(mode=0o700)
+        return Launcher(runtime_root=self.runtime_root, work_root=self.work_root, model_dir=model_dir,
+                        device=self.device, log_path=self.root / f"launcher{suffix}.log", private_root=private_root)
+
+    def launcher_for(self, *, model: bool) -> Launcher:
+        """The fork server for a child: the run's model launcher (``launcher``) when the child
+        needs the model or the run has none; else a light one without torch (no model to wait
+        for, and lighter children)."""
+        if model or self.model_dir is None:
+            return self.launcher
+        if self._light is None:
+            self._light = self._start_launcher(None, "-light")
+        return self._light
+
     def process(self, *, time_limit_s: float, label: str, runs_student_code: bool = True,
-                limit_note: str = "") -> "StudentProcess":
+                limit_note: str = "", model: bool = True) -> "StudentProcess":
         """A new child for one test (started on its first request).
 
         runs_student_code=False: a child for grader harnesses only. It runs as the grader's own
@@ -318,11 +333,13 @@ class Sandbox:
         same time cannot ptrace or signal it; its answers can be trusted.
         limit_note: why the time limit is what it is, for the timeout message (e.g. how long the
         reference solution takes).
+        model: whether the child needs the model (False: forked from the light fork server).
         """
         self._children += 1
         identity = self.identity if runs_student_code else isolation.Identity(None, None, "grader")
         child = StudentProcess(self, scratch=self.root / f"scratch-{self._children}", time_limit_s=time_limit_s,
-                               label=label, identity=identity, limit_note=limit_note)
+                               label=label, identity=identity, limit_note=limit_note,
+                               launcher=self.launcher_for(model=model))
         self._live.add(child)
         return child
 
@@ -338,6 +355,9 @@ class Sandbox:
             self._launcher_report = dict(self.launcher.ready or {})
             self.launcher.close()
             self.launcher = None
+        if self._light is not None:
+            self._light.close()
+            self._light = None
         if hasattr(self, "root"):
             shutil.rmtree(self.root, ignore_errors=True)
         if not self._released:
@@ -359,8 +379,9 @@ class StudentProcess:
     """
 
     def __init__(self, sandbox: Sandbox, *, scratch: Path, time_limit_s: float, label: str,
-                 identity: Identity | None = None, limit_note: str = ""):
+                 identity: Identity | None = None, limit_note: str = "", launcher: Launcher | None = None):
         self.sandbox = sandbox
+        self.launcher = launcher or sandbox.launcher
         self.limit_note = limit_note
         self.identity = identity or sandbox.identity
         self.scratch = scratch
@@ -379,7 +400,7 @@ class StudentProcess:
     # -- life cycle ------------------------------------------------------------------------
     def _start(self):
         box = self.sandbox
-        isolated = box.launcher.isolated
+        isolated = self.launcher.isolated
         if isolated:  # a private, size-limited /tmp (see child/launcher.py)
             scratch = "/tmp"
         else:  # a folder of its own on the grader's disk
@@ -403,7 +424,7 @@ class StudentProcess:
         response_read, response_write = os.pipe()
         log_fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            self.proc = ForkedChild(box.launcher.spawn(spec, [request_read, response_write, log_fd]),
+            self.proc = ForkedChild(self.launcher.spawn(spec, [request_read, response_write, log_fd]),
                                     namespace_init=isolated)
         except BaseException:
             os.close(request_write)
