@@ -23,6 +23,7 @@ from statistics import NormalDist
 import numpy as np
 
 from .child.codec import TensorValue, describe
+from .sandbox import StudentCodeError
 
 _INT_TYPES = (np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64)
 
@@ -58,6 +59,34 @@ def expect_exact_int(value, expected: int, *, call: str, hint: str = "", instanc
                                    expected=f"the int {expected}", hint=hint, instance=instance))
     if int(value) != expected:
         raise CheckFailed(feedback(call=call, got=f"{int(value)}", expected=f"{expected}", hint=hint, instance=instance))
+
+
+def map_calls(student, module: str, function: str, calls: list, *, shown: list[str], expected: str,
+              hint: str = "") -> list:
+    """``student.map(module, function, calls)``, with an unreadable return value named.
+
+    When one call returns a value that cannot cross to the grader as plain data (a sympy number,
+    a Fraction, an object of the student's own class), the child refuses the whole batch with a
+    message naming no call. This then repeats the calls one at a time and fails on the first such
+    one, naming it (``shown[i]`` describes call i), what came back, ``expected`` and ``hint``.
+    Other errors propagate unchanged."""
+    try:
+        return student.map(module, function, calls)
+    except StudentCodeError as error:
+        if error.kind != "bad_return":
+            raise
+        batch_error = error
+    for args, call in zip(calls, shown):
+        try:
+            student.call(module, function, *args)
+        except StudentCodeError as error:
+            if error.kind != "bad_return":
+                raise
+            what = error.message.removeprefix("the value returned cannot be graded: ").removesuffix(" cannot be graded")
+            raise CheckFailed(feedback(call=call, got=f"{what}, a value the grader cannot read",
+                                       expected=expected, hint=hint)) from None
+    batch_error.message = f"{function}(): {batch_error.message}"
+    raise batch_error
 
 
 # -- accepted forms of a returned value ----------------------------------------------------------
@@ -184,6 +213,54 @@ def expect_close(got, expected, *, rtol: float, atol: float, call: str, hint: st
                        f"{array[index] - expected_array[index]:.3g}; tolerance {tolerance[index]:.2g} = "
                        f"{atol:g} + {rtol:g}·|expected|)")
     return array
+
+
+def plain_numbers(value) -> np.ndarray | None:
+    """``value`` as a float64 array (a 0-d one for a scalar) when it holds real numbers in an
+    accepted form (Python or numpy number, ndarray, tensor; never a bool), else None. For
+    recognising known mistakes only: verdicts use ``as_real`` / ``as_array``."""
+    array = value.array if isinstance(value, TensorValue) else value
+    if type(array) is float:
+        return np.asarray(array)
+    if type(array) is int:
+        return np.asarray(float(array)) if abs(array) < 1e308 else None
+    if isinstance(array, np.generic) or type(array) is np.ndarray:
+        return np.asarray(array, dtype=np.float64) if np.asarray(array).dtype.kind in _REAL_KINDS else None
+    return None
+
+
+def known_mistake(got, mistakes, *, rtol: float, atol: float, shift: bool = False) -> str | None:
+    """The hint of the first known mistake that ``got`` matches, else None (the check's generic
+    hint then stays).
+
+    mistakes: (hint, value) pairs, value what that mistake returns on this instance (a number or
+    an array; None when the mistake gives no finite value here). ``got`` matches when it has
+    value's shape and ``|got − value| ≤ atol + rtol·|value|`` entrywise in float64; with
+    ``shift``, after removing the median of ``got − value`` (a constant the check accepts)."""
+    numbers = plain_numbers(got)
+    if numbers is None or not np.all(np.isfinite(numbers)):
+        return None
+    for hint, value in mistakes:
+        if value is None:
+            continue
+        target = np.asarray(value, dtype=np.float64)
+        if target.shape != numbers.shape or not np.all(np.isfinite(target)):
+            continue
+        offset = float(np.median(numbers - target)) if shift and target.size else 0.0
+        if np.all(np.abs(numbers - offset - target) <= atol + rtol * np.abs(target)):
+            return hint
+    return None
+
+
+def is_half_precision(value: float) -> bool:
+    """Whether a returned number is exactly a float16 or bfloat16 value, away from small integers:
+    what ``.item()`` of a half-precision result gives (a float64 or float32 computation lands on
+    such a value with probability ~2**-13 or less)."""
+    if not math.isfinite(value) or value == 0.0 or (value == round(value) and abs(value) <= 2048):
+        return False
+    as32 = np.float32(value)
+    bfloat16 = float(as32) == value and (int(as32.view(np.uint32)) & 0xFFFF) == 0
+    return bool(float(np.float16(value)) == value or bfloat16)
 
 
 def expect_close_up_to_shift(got, expected, *, rtol: float, atol: float, call: str, hint: str = "",
