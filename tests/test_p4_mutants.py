@@ -61,7 +61,7 @@ MUTANTS = {
 NAMES_THE_MISTAKE = {
     "linear_mean": {"p4_counterexample_marginal": "your mu2 is linear in x1 (about 2·x1 + 1)"},
     "constant_mean": {"p4_counterexample_marginal": "your mu2 is constant (3)"},
-    "linear_nearly_deterministic": {"p4_counterexample_marginal": "your mu2 is linear in x1 (about 1000·x1 + -3)"},
+    "linear_nearly_deterministic": {"p4_counterexample_marginal": "your mu2 is linear in x1 (about 1000·x1 − 3)"},
     "same_space_true": {"p4_same_space": "the reverse model's x_2-marginal is always one Gaussian"},
 }
 

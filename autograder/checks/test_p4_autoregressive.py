@@ -152,7 +152,8 @@ def marginal_hint(mixture, gap) -> str:
         if abs(slope) * float(np.sqrt(weights @ centred**2)) <= 1e-9 * scale:
             return (f"your mu2 is constant ({intercept:.4g}) and sigma2 too ({sd_mean:.4g}): x2 = mu2 + sigma2·noise does "
                     "not depend on x1 at all and is Gaussian. " + MARGINAL_FIX)
-        return (f"your mu2 is linear in x1 (about {slope:.4g}·x1 + {intercept:.4g}) and sigma2 constant ({sd_mean:.4g}): "
+        line = f"{slope:.4g}·x1 {'−' if intercept < 0 else '+'} {abs(intercept):.4g}"
+        return (f"your mu2 is linear in x1 (about {line}) and sigma2 constant ({sd_mean:.4g}): "
                 "x2 = a·x1 + b + sigma2·noise is a sum of independent Gaussians, hence Gaussian. " + MARGINAL_FIX)
     smoothed = ""
     if mixture.smoothing > 0:
