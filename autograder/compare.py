@@ -394,6 +394,28 @@ def mean_test(samples, expected: float, *, sd: float | None = None, bound: float
     return MeanTest(float(array.mean()), float(expected), standard_error, threshold, false_fail, method, n)
 
 
+def variance_test(samples, *, mean: float, variance: float, fourth_central_moment: float, bound: float,
+                  false_fail: float = FALSE_FAIL) -> MeanTest:
+    """Test that iid ``samples`` have variance ``variance``, given what a correct answer's draws
+    satisfy: mean ``mean``, E[(X − mean)⁴] = ``fourth_central_moment``, |X − mean| ≤ ``bound``.
+
+    observed is the sample variance S² (ddof 1, centred at the sample mean, so a wrong mean alone
+    does not fail it). For correct draws S² = n/(n−1)·(V̄ − (X̄ − mean)²) with V̄ the mean of
+    (X − mean)²: Bernstein's inequality bounds |V̄ − variance| (sd of (X − mean)² from the fourth
+    moment, range bound²) at false_fail/2 and (X̄ − mean)² (sd from the variance, range bound) at
+    false_fail/2, so |S² − variance| ≤ n/(n−1)·(ε_V + ε_X²) + variance/(n−1) fails a correct answer
+    with probability ≤ false_fail. Exact for any n, no normal approximation."""
+    array = _finite_sample(samples, "samples")
+    n = array.size
+    spread = math.sqrt(max(fourth_central_moment - variance**2, 0.0))
+    squares = mean_test((array - mean) ** 2, variance, sd=spread, bound=max(bound**2 - variance, variance),
+                        false_fail=false_fail / 2)
+    location = mean_test(array, mean, sd=math.sqrt(variance), bound=bound, false_fail=false_fail / 2)
+    threshold = n / (n - 1) * (squares.threshold + location.threshold**2) + variance / (n - 1)
+    return MeanTest(float(array.var(ddof=1)), float(variance), spread / math.sqrt(n), threshold, false_fail,
+                    "Bernstein's inequality for the squared deviations and for the mean", n)
+
+
 def two_sample_mean_test(samples, reference_samples, *, false_fail: float = FALSE_FAIL) -> MeanTest:
     """Test that two independent iid samples have the same mean (Welch's statistic, normal
     approximation at false_fail / NORMAL_MARGIN): observed is the first sample's mean, expected

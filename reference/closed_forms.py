@@ -555,6 +555,28 @@ class GaussianLatentModel:
         second = _normal_pdf(x, 0.0, self.s**2 + self.t**2 / 2) / (2 * self.t * math.sqrt(math.pi))
         return float(second - self.marginal(x) ** 2)
 
+    def likelihood_moment(self, x, power: int) -> float:
+        """E_z[p(x|z)^j] = (2πt²)^(−j/2) sqrt(t² / (t² + j s²)) exp(−j x² / (2(t² + j s²)))."""
+        spread = self.t**2 + power * self.s**2
+        return float((2 * math.pi * self.t**2) ** (-power / 2) * math.sqrt(self.t**2 / spread)
+                     * math.exp(-power * x**2 / (2 * spread)))
+
+    def estimator_variance(self, x, k) -> float:
+        """Var[A] for A the average of p(x | z_j) over k iid draws: Var_z[p(x|z)] / k."""
+        return self.likelihood_variance(x) / k
+
+    def estimator_fourth_central_moment(self, x, k) -> float:
+        """E[(A − p(x))⁴] for A the average over k iid draws: (μ₄ + 3(k − 1)σ⁴) / k³, with μ₄ and σ² the
+        central moments of p(x|z), μ₄ from the raw moments E[p(x|z)^j], j ≤ 4."""
+        p = self.marginal(x)
+        m2, m3, m4 = (self.likelihood_moment(x, j) for j in (2, 3, 4))
+        mu4 = m4 - 4 * m3 * p + 6 * m2 * p**2 - 3 * p**4
+        return (mu4 + 3 * (k - 1) * self.likelihood_variance(x) ** 2) / k**3
+
+    def log_likelihood_variance(self, x) -> float:
+        """Var_z[log p(x|z)] = Var[(x − z)²] / (4t⁴) = (s⁴ + 2x²s²) / (2t⁴): the spread of log A for k = 1."""
+        return (self.s**4 + 2 * x**2 * self.s**2) / (2 * self.t**4)
+
     def log_bias_delta(self, x, k) -> float:
         """Delta-method bias of log A with k draws: −Var_z[p(x|z)] / (2k p(x)²)."""
         return -self.likelihood_variance(x) / (2 * k * self.marginal(x) ** 2)
