@@ -230,8 +230,8 @@ def plain_numbers(value) -> np.ndarray | None:
 
 
 def known_mistake(got, mistakes, *, rtol: float, atol: float, shift: bool = False) -> str | None:
-    """The hint of the first known mistake that ``got`` matches, else None (the check's generic
-    hint then stays).
+    """The hint of the known mistake that ``got`` matches (several joined by "Or:" when more than
+    one does), else None (the check's generic hint then stays).
 
     mistakes: (hint, value) pairs, value what that mistake returns on this instance (a number or
     an array; None when the mistake gives no finite value here). ``got`` matches when it has
@@ -240,6 +240,7 @@ def known_mistake(got, mistakes, *, rtol: float, atol: float, shift: bool = Fals
     numbers = plain_numbers(got)
     if numbers is None or not np.all(np.isfinite(numbers)):
         return None
+    matched = []
     for hint, value in mistakes:
         if value is None:
             continue
@@ -247,9 +248,9 @@ def known_mistake(got, mistakes, *, rtol: float, atol: float, shift: bool = Fals
         if target.shape != numbers.shape or not np.all(np.isfinite(target)):
             continue
         offset = float(np.median(numbers - target)) if shift and target.size else 0.0
-        if np.all(np.abs(numbers - offset - target) <= atol + rtol * np.abs(target)):
-            return hint
-    return None
+        if np.all(np.abs(numbers - offset - target) <= atol + rtol * np.abs(target)) and hint not in matched:
+            matched.append(hint)
+    return " Or: ".join(matched) or None
 
 
 def is_half_precision(value: float) -> bool:
@@ -546,6 +547,52 @@ def multinomial_fit_test(counts, probabilities, *, labels=None, pool=None, min_e
     cells = int(np.count_nonzero(expected > 0))
     return FitTest(tuple(names), observed, expected, max(divergence, 0.0), kl_threshold(max(n, 1), cells, false_fail),
                    false_fail)
+
+
+@dataclass(frozen=True)
+class PooledFit:
+    """Several independent goodness-of-fit tests judged as one (e.g. the second sampled token's
+    distribution given each first token): G = 2 Σ_g n_g D_g over the groups g.
+
+    By Agrawal's bound each n_g D_g has a moment generating function at most that of a
+    Gamma(cells_g − 1, 1); independent groups add, so Σ n_g D_g is dominated by a Gamma(d, 1) with
+    d = Σ_g (cells_g − 1), and P(Σ n_g D_g ≥ x) ≤ e^{−x} (e x / d)^d: the threshold solves that at
+    false_fail, for any group sizes, as ``kl_threshold`` does for one group."""
+
+    groups: tuple
+    statistic: float  # Σ_g n_g D_g
+    threshold: float  # the test fails when statistic ≥ threshold
+    false_fail: float
+
+    @property
+    def passed(self) -> bool:
+        return self.statistic < self.threshold
+
+    def summary(self) -> str:
+        cells = sum(len(g.labels) for g in self.groups)
+        return (f"G = {2 * self.statistic:.1f} over {len(self.groups)} groups and {cells} cells, pass band G < "
+                f"{2 * self.threshold:.1f} (a pooled G-test with Agrawal's finite-sample bound: draws from the expected "
+                f"distributions fail with probability ≤ {self.false_fail:.0e})")
+
+
+def pooled_fit_test(tests, *, false_fail: float = FALSE_FAIL) -> PooledFit:
+    """Pool FitTests of independent groups of draws into one test (see PooledFit)."""
+    tests = tuple(tests)
+    statistic = sum(t.draws * t.divergence for t in tests)
+    dof = sum(max(int(np.count_nonzero(t.expected > 0)) - 1, 0) for t in tests)
+    return PooledFit(tests, float(statistic), kl_threshold(1, dof + 1, false_fail), false_fail)
+
+
+def binomial_too_few(count: int, draws: int, probability: float, *, false_fail: float) -> bool:
+    """Whether ``count`` successes in ``draws`` trials are too few for success probability
+    ``probability``: Chernoff's bound P(X ≤ c) ≤ exp(−n·KL(c/n ‖ p)) for c < n·p is at most
+    false_fail (the bound is above the true tail, so the false-fail probability is ≤ false_fail)."""
+    if draws <= 0 or probability <= 0.0 or count >= draws * probability:
+        return False
+    share = count / draws
+    kl = (share * math.log(share / probability) if share > 0 else 0.0) + \
+        (1 - share) * math.log((1 - share) / (1 - probability))
+    return -draws * kl <= math.log(false_fail)
 
 
 def expect_fit(test: FitTest, *, call: str, quantity: str, hint: str = "", instance: str = "") -> None:
