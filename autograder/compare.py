@@ -254,10 +254,10 @@ def known_mistake(got, mistakes, *, rtol: float, atol: float, shift: bool = Fals
 
 
 def is_half_precision(value: float) -> bool:
-    """Whether a returned number is exactly a float16 or bfloat16 value, away from small integers:
-    what ``.item()`` of a half-precision result gives (a float64 or float32 computation lands on
-    such a value with probability ~2**-13 or less)."""
-    if not math.isfinite(value) or value == 0.0 or (value == round(value) and abs(value) <= 2048):
+    """Whether a returned number is exactly a float16 or bfloat16 value, other than a small integer
+    (|v| ≤ 16): what ``.item()`` of a half-precision result gives (a float64 or float32 computation
+    lands on such a value with probability ~2**-13 or less)."""
+    if not math.isfinite(value) or value == 0.0 or (value == round(value) and abs(value) <= 16):
         return False
     as32 = np.float32(value)
     bfloat16 = float(as32) == value and (int(as32.view(np.uint32)) & 0xFFFF) == 0

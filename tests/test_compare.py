@@ -189,7 +189,8 @@ def test_known_mistake_names_what_matches_within_tolerance():
     assert known_mistake(3.0, [("a", 3.0), ("b", 3.0)], rtol=0, atol=0) == "a Or: b"
 
 
-@pytest.mark.parametrize("value, half", [(-437.25, True), (float(np.float16(-123.456)), True), (-437.2512345, False),
+@pytest.mark.parametrize("value, half", [(-437.25, True), (float(np.float16(-123.456)), True), (-1714.0, True),
+                                         (-437.2512345, False),
                                          (-12.0, False), (float(np.float32(-437.2512345)), False), (0.0, False)])
 def test_half_precision_values_are_recognised(value, half):
     assert is_half_precision(value) is half

@@ -1,26 +1,48 @@
-"""P6 checks of sample() (part p6c), judged statistically, never by matching seeded text.
+"""P6 checks of sample() and top_k_logits (part p6c), judged statistically or exactly, never by
+matching seeded text.
 
 - p6c_form: sample(model, start_text, config, length, temperature=T) returns a LongTensor
   (1, T0 + length) that starts with start_text, ids in [0, V); public and seeded cases.
+- p6c_top_k: top_k_logits(logits, k) is a deterministic function: judged exactly on crafted
+  (1, V) logits (a unique k-th value; k = 1, 5, config.top_k; four tokens sharing the k-th value,
+  all kept; a row already half -1e10; k = V; k = 0, unchanged as in the course's code). Kept
+  entries come back unchanged, masked ones ≤ -1e9 (-1e10 in the course). Feedback names k − 1
+  or k + 1 tokens kept, dropped ties and k = 0. The filter is given in the starter code, so the
+  row also needs one call of sample() to succeed (the template gets nothing for it).
 - p6c_support: every token drawn in seeded runs of SUPPORT_LENGTH steps is among the k most
   likely at its step. The student's sequences are replayed through the model, without a cache,
   in a fresh child that never imports student code (``clean_process``), so the verdict cannot
   be influenced by the submission. A token within TIE_EPS = 1e-2 of the k-th logit counts as
   inside (the cache-free replay, or another device, rounds differently).
 - p6c_distribution_public / _random: DRAWS calls of sample(..., length=1) on one prompt, at
-  temperature None (public) or one T below and one above 1 from the seeded pools; the counts of
-  the next token are tested against the reference distribution softmax(top-k logits / T) from
-  the cache with a G-test whose threshold comes from Agrawal's finite-sample bound
-  (compare.multinomial_fit_test): a correct sampler fails with probability ≤ 1e-6 per check
-  (1e-6 / 2 per temperature in the random check), for any number of draws and any distribution,
-  without asymptotic approximations. Cells expected fewer than 10 times, and top-k ties, are
-  pooled; a draw outside the top-k (and its ties) fails outright.
+  temperature None (public) or one T below 1 (the seeded pool) and one well above it
+  (FLAT_TEMPERATURES, 4..6, where the top-k is flat enough that its k-th token is drawn tens of
+  times); the counts of the next token are tested against the reference distribution
+  softmax(top-k logits / T) from the cache with a G-test whose threshold comes from Agrawal's
+  finite-sample bound (compare.multinomial_fit_test), and the k-th token's count against its
+  probability by Chernoff's bound (a sampler keeping k − 1 tokens never draws it; the random
+  check picks, of four pool prompts, the one where the k-th token is likeliest). A correct
+  sampler fails with probability ≤ 1e-6 per check (split evenly over temperatures and the two
+  tests), for any number of draws and any distribution, without asymptotic approximations.
+  Cells expected fewer than 10 times, and top-k ties, are pooled; a draw outside the top-k (and
+  its ties) fails outright.
+- p6c_second_step: SECOND_DRAWS calls of sample(..., length=2) at a low T: the first token as
+  above, and the second token, for every first token drawn at least MIN_GROUP times, against
+  softmax(top-k logits after prompt + first token / T) computed in a clean child (one forward of
+  the prompt and one batched forward of those first tokens), by one pooled G-test
+  (compare.pooled_fit_test, Agrawal's bound for independent groups). A sampler that applies the
+  temperature at the first step only, or multiplies by it later, fails it.
 Power, on the tiny model: greedy decoding and skipping top-k fail at any prompt; ignoring T, or
 multiplying by it, moves the next-token distribution by at least twice the pass band in relative
 entropy at every pool prompt and low temperature (≤ 0.7; the random check always draws one), at
-DRAWS draws (tests/test_p6_units.py checks that margin, tests/test_p6_mutants.py each mutant).
-A correct sampler that draws differently (torch.distributions.Categorical, numpy, Gumbel-max,
-another device) keeps full marks: only its distribution is judged.
+DRAWS draws; forgetting T after the first step moves the second token's pooled statistic to at
+least twice its pass band at every pool prompt and low temperature (tests/test_p6_units.py checks
+both margins, tests/test_p6_mutants.py each mutant). Feedback names the mistake the draws match
+(the same test passes against its distribution): argmax, T ignored, T multiplied, T at the first
+step only, k − 1 tokens kept. A correct sampler that draws differently
+(torch.distributions.Categorical, numpy, Gumbel-max, another device) keeps full marks: only its
+distribution is judged. Costs at GPT-2 small's size: the repeated calls reuse one prompt (and,
+for the second step, a few first tokens), which the course model's memo serves after the first.
 """
 import numpy as np
 import pytest
@@ -351,8 +373,13 @@ def test_top_k_logits(student, reference, rng, outcome):
     """top_k_logits(logits, k) is a deterministic function of its input: judged exactly on every
     case of top_k_cases. Kept entries must come back unchanged (float equality); masked entries
     may be -1e10 (the course's value) or anything ≤ -1e9, -inf included (softmax gives them
-    probability 0 either way); the output a float tensor or array of shape (1, V)."""
+    probability 0 either way); the output a float tensor or array of shape (1, V).
+
+    p6c's points are for sample(), and top_k_logits comes with the course's starter code: this row
+    also needs one call of sample() to return a well-formed sequence, so a template whose sample
+    is not written gets nothing for the filter it was given."""
     vocab_size, k = reference.config["vocab_size"], reference.config["top_k"]
+    run_samples(student, reference, [(reference.prompt("prompt-one-token"), 1, None)], rng)
     cases = top_k_cases(rng, vocab_size, k)
     answers = student.harness("p6_top_k", cases=[{"logits": logits, "k": kk} for _, logits, kk in cases])
     for (description, logits, kk), entry in zip(cases, answers):
