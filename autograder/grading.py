@@ -21,6 +21,7 @@ test that no check implements, or whose check could not run, still gets a row.
 """
 from __future__ import annotations
 
+import time
 import traceback
 import zlib
 from dataclasses import dataclass, field
@@ -36,6 +37,24 @@ from .sandbox import Sandbox, StudentCodeError, StudentProcess
 
 GRADED_TEST = pytest.StashKey[GradedTest]()
 OUTCOME = pytest.StashKey["Outcome"]()
+TIMING = pytest.StashKey["Timing"]()
+
+
+@dataclass
+class Timing:
+    """Where one test's time went.
+
+    seconds: wall-clock time of the check (fixtures included).
+    processes: the child processes it started, whose student_seconds say how long student code
+        ran in them (as the children report it).
+    """
+
+    seconds: float = 0.0
+    processes: list = field(default_factory=list)
+
+    @property
+    def student_seconds(self) -> float:
+        return sum(p.student_seconds for p in self.processes)
 
 
 @dataclass
@@ -66,6 +85,9 @@ class RunSettings:
     model_dir: Path | None
     device: str
     data_files: dict
+    reference_seconds: dict = field(default_factory=dict)
+    """The reference's measured seconds per model test (test id -> seconds), from which those
+    tests' time limits were derived; empty when not measured."""
 
 
 class CleanProcess:
@@ -83,13 +105,19 @@ class CleanProcess:
 class GradingPlugin:
     """Scores one submission: rubric in, one TestResult per rubric test out."""
 
-    def __init__(self, *, tests: list[GradedTest], sandbox: Sandbox, seed: int, data_files: dict | None = None):
+    def __init__(self, *, tests: list[GradedTest], sandbox: Sandbox, seed: int, data_files: dict | None = None,
+                 reference_seconds: dict | None = None, time_budget_s: float | None = None):
+        """time_budget_s: wall-clock seconds for the whole run; a test that starts with less left
+        than its own limit gets what is left (so a run of slow tests still writes every row)."""
         self.tests = {t.test_id: t for t in tests}
         self.sandbox = sandbox
         self.seed = seed
-        self.settings = RunSettings(sandbox.model_dir, sandbox.device, dict(data_files or {}))
+        self.settings = RunSettings(sandbox.model_dir, sandbox.device, dict(data_files or {}),
+                                    dict(reference_seconds or {}))
         self.results: dict[str, TestResult] = {}
         self.problems: list[str] = []  # grader configuration problems found at collection
+        self.deadline = None if time_budget_s is None else time.monotonic() + time_budget_s
+        self.time_budget_s = time_budget_s
 
     # -- collection ------------------------------------------------------------------------
     def pytest_configure(self, config):
@@ -109,9 +137,19 @@ class GradingPlugin:
             seen[test_id] = item.nodeid
             item.stash[GRADED_TEST] = self.tests[test_id]
             item.stash[OUTCOME] = Outcome()
+            item.stash[TIMING] = Timing()
             kept.append(item)
         order = {test_id: i for i, test_id in enumerate(self.tests)}
         items[:] = sorted(kept, key=lambda item: order[item.stash[GRADED_TEST].test_id])
+
+    def pytest_collection_finish(self, session):
+        # The fork server imported torch and mapped the model while pytest collected; wait for it
+        # here, so that start-up is not counted in the first test's time.
+        if self.sandbox.launcher is not None and session.items:
+            try:
+                self.sandbox.launcher.wait_ready()
+            except Exception:  # each test that needs a child then fails with the launcher's error
+                pass
 
     def pytest_collectreport(self, report):
         if report.failed:
@@ -130,9 +168,24 @@ class GradingPlugin:
     def rng(self, graded_test) -> np.random.Generator:
         return np.random.default_rng([self.seed, zlib.crc32(graded_test.test_id.encode())])
 
+    def _time_limit(self, test: GradedTest) -> tuple[float, str]:
+        """The test's time limit now, and why it is what it is (for timeout messages)."""
+        limit, why = test.timeout, ""
+        reference = self.settings.reference_seconds.get(test.test_id)
+        if reference is not None:
+            why = f"the reference solution takes {reference:.3g} s here"
+        if self.deadline is not None:
+            left = self.deadline - time.monotonic()
+            if left < limit:
+                limit = max(left, 1.0)
+                why = f"only {limit:.0f} s were left of the {self.time_budget_s:g} s the whole grading may take"
+        return limit, why
+
     @pytest.fixture
-    def student(self, graded_test):
-        process = self.sandbox.process(time_limit_s=graded_test.timeout, label=graded_test.test_id)
+    def student(self, request, graded_test):
+        limit, why = self._time_limit(graded_test)
+        process = self.sandbox.process(time_limit_s=limit, label=graded_test.test_id, limit_note=why)
+        request.node.stash[TIMING].processes.append(process)
         try:
             yield process
         finally:
@@ -144,12 +197,26 @@ class GradingPlugin:
 
     @pytest.fixture
     def clean_process(self, graded_test):
-        process = self.sandbox.process(time_limit_s=graded_test.timeout, label=f"{graded_test.test_id}-clean",
-                                       runs_student_code=False)
+        limit, why = self._time_limit(graded_test)
+        process = self.sandbox.process(time_limit_s=limit, label=f"{graded_test.test_id}-clean",
+                                       runs_student_code=False, limit_note=why)
         try:
             yield CleanProcess(process)
         finally:
             process.close()
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_protocol(self, item, nextitem):
+        start = time.monotonic()
+        try:
+            return (yield)
+        finally:
+            timing = item.stash.get(TIMING, None)
+            if timing is not None:
+                timing.seconds = time.monotonic() - start
+                result = self.results.get(item.stash[GRADED_TEST].test_id)
+                if result is not None:
+                    result.seconds, result.student_seconds = timing.seconds, timing.student_seconds
 
     # -- scoring ---------------------------------------------------------------------------
     @pytest.hookimpl(wrapper=True)

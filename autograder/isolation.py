@@ -32,7 +32,6 @@ MARKER_VARIABLE = "AUTOGRADER_SANDBOX"  # set in every child's environment, inhe
 POOL_BASE = 61000
 POOL_SIZE = 256
 LOCK_DIR = Path("/tmp/autograder-sandbox-slots")
-_CLONE_NEWNET = 0x40000000
 _PR_SET_CHILD_SUBREAPER = 36
 
 
@@ -131,22 +130,12 @@ class Limits:
 
 
 def make_preexec(identity: Identity, limits: Limits, cpu_seconds: int):
-    """The function subprocess runs in the child between fork and exec."""
+    """The function subprocess runs in a child between fork and exec (children of the fork
+    server confine themselves with the same code, child/confine.py)."""
+    from .child.confine import confine
+
     def preexec():
-        if identity.separate:
-            # No network: a fresh network namespace has only a loopback interface, and it is down.
-            ctypes.CDLL(None, use_errno=True).unshare(_CLONE_NEWNET)
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limits.file_size_mb << 20,) * 2)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (limits.open_files,) * 2)
-        resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds))
-        if limits.memory_mb:
-            resource.setrlimit(resource.RLIMIT_AS, (limits.memory_mb << 20,) * 2)
-        if identity.separate:
-            resource.setrlimit(resource.RLIMIT_NPROC, (limits.processes,) * 2)
-            os.setgroups([])
-            os.setgid(identity.gid)
-            os.setuid(identity.uid)
+        confine(uid=identity.uid, gid=identity.gid, limits=vars(limits), cpu_seconds=cpu_seconds)
     return preexec
 
 

@@ -37,6 +37,10 @@ class TestResult:
     score: float
     passed: bool
     output: str
+    seconds: float = 0.0
+    """Wall-clock seconds the check took."""
+    student_seconds: float = 0.0
+    """Of those, seconds spent inside student code (as the child processes report it)."""
 
     @property
     def status(self) -> str:
@@ -61,6 +65,9 @@ class GradingReport:
     device: str = "cpu"
     execution_time: float = 0.0
     notes: list[str] = field(default_factory=list)
+    launcher: dict = field(default_factory=dict)
+    """What the run's fork server reported at start-up (seconds to import torch and map the
+    model, its address space): for timing reports, never shown to students."""
 
     @property
     def score(self) -> float:

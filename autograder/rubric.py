@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import jsonschema
@@ -39,6 +39,24 @@ SCHEMA = {
             "properties": {
                 "visibility": {"enum": list(VISIBILITIES)},
                 "timeout": {"type": "number", "exclusiveMinimum": 0, "maximum": 3600},
+            },
+        },
+        "time_budget": {
+            "type": "number", "exclusiveMinimum": 0,
+            "description": "Wall-clock seconds the whole grading of one submission may take (Gradescope stops "
+                           "an autograder at its configured limit, 10 minutes by default, and then shows no "
+                           "rows at all). A test that starts with less left than its own limit gets what is "
+                           "left, so every row is still written.",
+        },
+        "model_timeouts": {
+            "type": "object",
+            "additionalProperties": False,
+            "description": "Time limits of the tests that run the model (P6) and set no timeout of their own: "
+                           "factor times the reference solution's measured time in that test, on the "
+                           "configured model and device, and at least minimum seconds.",
+            "properties": {
+                "factor": {"type": "number", "minimum": 1},
+                "minimum": {"type": "number", "exclusiveMinimum": 0, "maximum": 3600},
             },
         },
         "data": {
@@ -79,6 +97,26 @@ SCHEMA = {
 }
 
 
+MODEL_PARTS = frozenset({"p6c", "p6d", "p6e", "p6f", "p6h"})  # parts whose checks run the model
+
+
+@dataclass(frozen=True)
+class RubricSettings:
+    """The rubric's run-wide settings (see SCHEMA for each key's meaning).
+
+    time_budget_s: seconds for a whole grading (None: no budget).
+    model_timeout_factor, model_timeout_minimum_s: how model tests' limits derive from the
+        reference's measured time.
+    """
+
+    time_budget_s: float | None = 540.0
+    model_timeout_factor: float = 10.0
+    model_timeout_minimum_s: float = 30.0
+
+    def model_timeout(self, reference_seconds: float) -> float:
+        return max(self.model_timeout_minimum_s, self.model_timeout_factor * reference_seconds)
+
+
 class RubricError(ValueError):
     """A rubric file that cannot be used; the message names the file and the key."""
 
@@ -95,6 +133,8 @@ class GradedTest:
     timeout: seconds of wall-clock time for student code in this test.
     number: Gradescope's sort key, ``<part>.<position within part>``.
     extra_credit: whether the points come on top of the assignment's total.
+    timeout_from_reference: whether ``timeout`` is to be derived from the reference's measured
+        time (a model test without a timeout of its own; see ``RubricSettings``).
     """
 
     test_id: str
@@ -105,6 +145,11 @@ class GradedTest:
     timeout: float
     number: str
     extra_credit: bool
+    timeout_from_reference: bool = False
+
+    @property
+    def needs_model(self) -> bool:
+        return self.part in MODEL_PARTS
 
     @property
     def title(self) -> str:
@@ -115,9 +160,8 @@ def _where(error: jsonschema.ValidationError) -> str:
     return ".".join(str(p) for p in error.absolute_path) or "(top level)"
 
 
-def load_rubric(path: Path | str = DEFAULT_RUBRIC) -> list[GradedTest]:
-    """The rubric's tests in file order; raises RubricError naming the file and key."""
-    path = Path(path)
+def _load(path: Path) -> dict:
+    """The rubric file's data, validated against SCHEMA; raises RubricError naming file and key."""
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as error:
@@ -129,6 +173,26 @@ def load_rubric(path: Path | str = DEFAULT_RUBRIC) -> list[GradedTest]:
     if errors:
         lines = [f"{path.name}: {_where(e)}: {e.message}" for e in errors[:10]]
         raise RubricError("invalid rubric\n" + "\n".join(lines))
+    return data
+
+
+def rubric_settings(path: Path | str = DEFAULT_RUBRIC) -> RubricSettings:
+    """The rubric's run-wide settings, defaults filled in."""
+    data = _load(Path(path))
+    model = data.get("model_timeouts") or {}
+    default = RubricSettings()
+    return RubricSettings(time_budget_s=float(data.get("time_budget", default.time_budget_s)),
+                          model_timeout_factor=float(model.get("factor", default.model_timeout_factor)),
+                          model_timeout_minimum_s=float(model.get("minimum", default.model_timeout_minimum_s)))
+
+
+def load_rubric(path: Path | str = DEFAULT_RUBRIC) -> list[GradedTest]:
+    """The rubric's tests in file order; raises RubricError naming the file and key. A model
+    test without a timeout of its own gets model_timeouts' minimum here, and is marked
+    ``timeout_from_reference`` (the runner derives its limit once the reference is timed)."""
+    path = Path(path)
+    data = _load(path)
+    settings = rubric_settings(path)
     defaults = {"visibility": "visible", "timeout": 30, **(data.get("defaults") or {})}
     tests, positions = [], {}
     for test_id, entry in data["tests"].items():
@@ -137,11 +201,14 @@ def load_rubric(path: Path | str = DEFAULT_RUBRIC) -> list[GradedTest]:
             raise RubricError(f"{path.name}: tests.{test_id}.part: {part!r} does not match the id's prefix "
                               f"(ids are <part>_<what>, e.g. {part}_public)")
         positions[part] = positions.get(part, 0) + 1
-        tests.append(GradedTest(
+        test = GradedTest(
             test_id=test_id, part=part, name=entry["name"], weight=float(entry["weight"]),
             visibility=entry.get("visibility", defaults["visibility"]),
             timeout=float(entry.get("timeout", defaults["timeout"])),
-            number=f"{_part_number(part)}.{positions[part]}", extra_credit=bool(entry.get("extra_credit", False))))
+            number=f"{_part_number(part)}.{positions[part]}", extra_credit=bool(entry.get("extra_credit", False)))
+        if test.needs_model and "timeout" not in entry:
+            test = replace(test, timeout=settings.model_timeout_minimum_s, timeout_from_reference=True)
+        tests.append(test)
     return tests
 
 
@@ -152,8 +219,7 @@ def data_files(path: Path | str = DEFAULT_RUBRIC, *, environ=None) -> dict[str, 
     the course's names (``random.pkl`` …, or ``random.txt`` … with one string per line).
     Raises RubricError naming the key for a configured path that is not a file."""
     path = Path(path)
-    load_rubric(path)  # validates the whole file, data section included
-    section = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("data") or {}
+    section = _load(path).get("data") or {}
     files = {}
     for name, value in section.items():
         file = (path.parent / value).resolve() if not Path(value).is_absolute() else Path(value)

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from . import isolation
+from . import calibration, isolation
 from .grading import GradingPlugin
 from .results import GradingReport, failure_report, write_results
-from .rubric import DEFAULT_RUBRIC, GradedTest, RubricError, data_files, load_rubric
+from .rubric import DEFAULT_RUBRIC, GradedTest, RubricError, RubricSettings, data_files, load_rubric, rubric_settings
 from .sandbox import Sandbox, SubmissionError, locate_submission
 
 CHECKS_DIR = Path(__file__).with_name("checks")
@@ -37,10 +37,6 @@ def submission_seed(upload: Path) -> int:
         if "__pycache__" not in path.parts and path.is_file():
             digest.update(path.relative_to(source).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
     return int.from_bytes(digest.digest()[:4], "big")
-
-
-def _needs_model(tests: list[GradedTest]) -> bool:
-    return any(t.part.startswith("p6") for t in tests)
 
 
 def _resolve_model(spec: str | None, device: str) -> tuple[Path | None, str, str]:
@@ -69,8 +65,17 @@ def grade(upload: Path | str, *, model: str | None = None, device: str = "cpu", 
     tests: list[GradedTest] = []
     try:
         tests = load_rubric(rubric)
-        report = _grade(upload, tests=tests, model=model, device=device, seed=seed, checks_dir=checks_dir,
-                        rubric=rubric)
+        settings = rubric_settings(rubric)
+        seed = submission_seed(upload) if seed is None else seed
+        model_dir, model_text = None, ""
+        if any(t.needs_model for t in tests):
+            model_dir, model_text, device = _resolve_model(model, device)
+        report = grade_tests(upload, tests=tests, model_dir=model_dir, device=device, seed=seed,
+                             files=data_files(rubric), time_budget_s=settings.time_budget_s, settings=settings,
+                             checks_dir=checks_dir, protect=[Path(rubric).resolve()])
+        if model_text:
+            report.model = model_text
+            report.notes.insert(2, f"Model: {model_text} on {device}")
     except (RubricError, SubmissionError) as error:
         report = failure_report(tests, str(error))
     except Exception as error:  # the grader's own failure: still a complete, valid report
@@ -83,13 +88,26 @@ def grade(upload: Path | str, *, model: str | None = None, device: str = "cpu", 
     return report
 
 
-def _grade(upload: Path, *, tests, model, device, seed, checks_dir, rubric) -> GradingReport:
-    seed = submission_seed(upload) if seed is None else seed
-    model_dir, model_text, device = _resolve_model(model, device) if _needs_model(tests) else (None, "", device)
+def grade_tests(upload: Path, *, tests: list[GradedTest], model_dir: Path | None, device: str, seed: int,
+                files: dict, time_budget_s: float | None, settings: RubricSettings | None = None,
+                checks_dir: Path = CHECKS_DIR, protect=()) -> GradingReport:
+    """Grade ``upload`` on ``tests`` (rubric entries) with a resolved model folder and seed.
+
+    settings: the rubric's settings, to derive model tests' limits from the reference's
+    measured time (calibration.py); None keeps every test's own limit (the calibration itself).
+    protect: files besides the grader's folders the sandbox's user must not read (the rubric).
+    """
+    notes, reference_seconds = [], {}
+    if settings is not None and model_dir is not None:
+        reference_seconds, notes = calibration.reference_seconds(tests, model_dir=model_dir, device=device,
+                                                                 files=files)
+        tests = calibration.with_limits(tests, reference_seconds, factor=settings.model_timeout_factor,
+                                        minimum=settings.model_timeout_minimum_s)
     with Sandbox(upload, model_dir=model_dir, device=device) as sandbox:
         # The rubric file itself, not its folder: a rubric in /tmp must not make /tmp owner-only.
-        isolation.protect([*TRUSTED_FOLDERS, checks_dir, Path(rubric).resolve()], sandbox.identity)
-        plugin = GradingPlugin(tests=tests, sandbox=sandbox, seed=seed, data_files=data_files(rubric))
+        isolation.protect([*TRUSTED_FOLDERS, checks_dir, *protect], sandbox.identity)
+        plugin = GradingPlugin(tests=tests, sandbox=sandbox, seed=seed, data_files=files,
+                               reference_seconds=reference_seconds, time_budget_s=time_budget_s)
         args = [str(checks_dir), "-p", "no:cacheprovider", "-p", "no:randomly", "--import-mode=importlib",
                 "-q", "--no-header", "-o", "console_output_style=classic", "--rootdir", str(checks_dir),
                 "-c", os.devnull]
@@ -97,9 +115,8 @@ def _grade(upload: Path, *, tests, model, device, seed, checks_dir, rubric) -> G
         with contextlib.redirect_stdout(log):  # pytest's own report is for debugging only
             pytest.main(args, plugins=[plugin])
         notes = [f"Graded {sandbox.layout}: {', '.join(sandbox.files)}",
-                 f"Seed {seed} (rerun with --seed {seed} to draw the same instances)"]
-        if model_text:
-            notes.append(f"Model: {model_text} on {device}")
+                 f"Seed {seed} (rerun with --seed {seed} to draw the same instances)", *notes]
         if plugin.problems:
             notes.append("Grader configuration problems: " + "; ".join(plugin.problems))
-        return GradingReport(results=plugin.rows(), seed=seed, model=model_text, device=device, notes=notes)
+        return GradingReport(results=plugin.rows(), seed=seed, device=device, notes=notes,
+                             launcher=dict(sandbox.launcher.ready or {}))

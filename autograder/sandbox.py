@@ -2,23 +2,29 @@
 
 The grader's process never imports a submission. ``Sandbox`` makes a private working copy of
 the submission (only its ``.py`` files, inside a ``submission`` package) next to a copy of
-``autograder/child`` (the child's runtime); ``StudentProcess`` starts one child per graded test,
-sends it requests and reads back ``codec`` lines. A timeout, a crash or an exception in student
-code becomes a ``StudentCodeError`` whose message a student can act on; the next test starts a
-fresh child.
+``autograder/child`` (the child's runtime), and starts the run's fork server (``Launcher``,
+``child/launcher.py``): one ``python -I`` that imports numpy and, when the run grades with a
+model, torch and the model's mapped weights, once. ``StudentProcess`` has it fork one fresh
+child per graded test, sends the child requests and reads back ``codec`` lines. A timeout, a
+crash or an exception in student code becomes a ``StudentCodeError`` whose message a student can
+act on; the next test gets a fresh child.
 
-The child runs ``python -I`` (no PYTHON* variables, no user site-packages, neither the script's
-folder nor the working directory on sys.path), in its own session and process group, with
-resource limits, an empty stdin, a scratch working directory of its own, and stdout/stderr sent
-to a log that the grader reads at most ``OUTPUT_LIMIT`` bytes of.
+The child runs in its own session and process group, with resource limits, as the sandbox's
+user when the grader is root, with an empty stdin, a scratch working directory of its own, and
+stdout/stderr sent to a log that the grader reads at most ``OUTPUT_LIMIT`` bytes of. It inherits
+the launcher's interpreter state, which is a fresh ``python -I`` (no PYTHON* variables, no user
+site-packages, neither a script's folder nor the working directory on sys.path) plus the
+modules listed above: never anything of the submission's.
 """
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import select
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -40,7 +46,9 @@ EXPECTED_FILES = (
     "p1_mle_kl.py", "p2_gaussian_softmax.py", "p3_param_counts.py", "p4_autoregressive.py",
     "p5_monte_carlo.py", "p6_gpt2_counts.py", "sample.py", "likelihood.py", "classifier.py",
 )
-_BOOT = f"import sys; sys.path.append(sys.argv[1]); from {CHILD_PACKAGE}.main import main; main(sys.argv[2:])"
+_LAUNCHER_BOOT = (f"import sys; sys.path.append(sys.argv[1]); from {CHILD_PACKAGE}.launcher import main; "
+                  f"main(sys.argv[2:])")
+LAUNCHER_START_LIMIT_S = 600.0  # importing torch and mapping the model; minutes only on a cold, busy machine
 
 
 class SubmissionError(Exception):
@@ -114,6 +122,115 @@ def copy_submission(source: Path, dest: Path) -> list[str]:
     return copied
 
 
+class LauncherError(RuntimeError):
+    """The run's fork server failed (a grader fault, never the student's)."""
+
+
+class Launcher:
+    """The grader's side of the run's fork server (see child/launcher.py).
+
+    Started when the sandbox is made; forks children on request; stopped when the sandbox
+    closes (it also dies with the grader). ``ready`` holds what its start-up reported:
+    torch_s, model_s (seconds to import torch and map the model), address_space_mb, and
+    start_s (wall-clock seconds until it was ready, measured here).
+    """
+
+    def __init__(self, *, runtime_root: Path, model_dir: Path | None, log_path: Path):
+        self.log_path = log_path
+        self.ready: dict | None = None
+        self._started = time.monotonic()
+        self.control, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
+        for name in ("CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "HOME"):
+            if name in os.environ:
+                env[name] = os.environ[name]
+        log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-I", "-B", "-c", _LAUNCHER_BOOT, str(runtime_root), str(theirs.fileno()),
+                 str(model_dir or "")],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, pass_fds=(theirs.fileno(),),
+                cwd=str(runtime_root), env=env, start_new_session=True)
+        finally:
+            os.close(log)
+            theirs.close()
+
+    def _receive(self, *, timeout: float, what: str) -> dict:
+        ready, _, _ = select.select([self.control], [], [], timeout)
+        message = self.control.recv(1 << 16) if ready else None
+        if not message:
+            raise LauncherError(f"the grader's fork server {'gave no answer' if message is None else 'stopped'} "
+                                f"({what}); its log ends: {self._log_tail()}")
+        return json.loads(message)
+
+    def _log_tail(self) -> str:
+        try:
+            return self.log_path.read_bytes()[-1500:].decode("utf-8", "replace").strip() or "(empty)"
+        except OSError:
+            return "(no log)"
+
+    def wait_ready(self) -> dict:
+        if self.ready is None:
+            answer = self._receive(timeout=LAUNCHER_START_LIMIT_S, what="starting")
+            if "ready" not in answer:
+                raise LauncherError(f"the grader's fork server could not start: {answer.get('error')}")
+            self.ready = {**answer["ready"], "start_s": round(time.monotonic() - self._started, 3)}
+        return self.ready
+
+    def spawn(self, spec: dict, fds: list[int]) -> int:
+        """Fork a child with ``spec`` (see child/launcher._become_child) and the request pipe's
+        read end, the response pipe's write end and the log file; returns its pid."""
+        self.wait_ready()
+        socket.send_fds(self.control, [json.dumps(spec).encode()], fds)
+        answer = self._receive(timeout=60.0, what="forking a child")
+        if "pid" not in answer:
+            raise LauncherError(f"the grader's fork server could not start a child: {answer.get('error')}")
+        return int(answer["pid"])
+
+    def close(self) -> None:
+        self.control.close()
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class ForkedChild:
+    """A child forked by the launcher and reparented to this process: its pid, and waiting for
+    it as for a subprocess (returncode: the exit status, or -signal)."""
+
+    def __init__(self, pid: int):
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:  # not ours (no subreaper): it is gone once kill(pid, 0) fails
+                try:
+                    os.kill(self.pid, 0)
+                    return None
+                except ProcessLookupError:
+                    self.returncode = -signal.SIGKILL
+                    return self.returncode
+            if pid == 0:
+                return None
+            self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = 0.001
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(str(self.pid), timeout)
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+        return self.returncode
+
+
 @dataclass
 class Sandbox:
     """A private working copy of one submission and the child runtime, for one grading run.
@@ -135,6 +252,7 @@ class Sandbox:
     layout: str = field(init=False)
     identity: Identity = field(init=False)
     marker: str = field(init=False)
+    launcher: Launcher | None = field(init=False, default=None)
     _children: int = field(init=False, default=0)
     _released: bool = field(init=False, default=False)
     _live: set = field(init=False, default_factory=set)  # children not yet closed
@@ -155,29 +273,38 @@ class Sandbox:
             self.runtime_root = self.root / "runtime"
             shutil.copytree(Path(__file__).parent / "child", self.runtime_root / CHILD_PACKAGE,
                             ignore=shutil.ignore_patterns("__pycache__"))
+            self.launcher = Launcher(runtime_root=self.runtime_root, model_dir=self.model_dir,
+                                     log_path=self.root / "launcher.log")
         except BaseException:
             self.close()
             raise
 
-    def process(self, *, time_limit_s: float, label: str, runs_student_code: bool = True) -> "StudentProcess":
+    def process(self, *, time_limit_s: float, label: str, runs_student_code: bool = True,
+                limit_note: str = "") -> "StudentProcess":
         """A new child for one test (started on its first request).
 
         runs_student_code=False: a child for grader harnesses only. It runs as the grader's own
         user (with the same limits), not as the sandbox user, so a student process alive at the
         same time cannot ptrace or signal it; its answers can be trusted.
+        limit_note: why the time limit is what it is, for the timeout message (e.g. how long the
+        reference solution takes).
         """
         self._children += 1
         scratch = self.root / f"scratch-{self._children}"
         scratch.mkdir()
         identity = self.identity if runs_student_code else isolation.Identity(None, None, "grader")
         isolation.hand_over(scratch, identity)
-        child = StudentProcess(self, scratch=scratch, time_limit_s=time_limit_s, label=label, identity=identity)
+        child = StudentProcess(self, scratch=scratch, time_limit_s=time_limit_s, label=label, identity=identity,
+                               limit_note=limit_note)
         self._live.add(child)
         return child
 
     def close(self):
         for child in list(self._live):
             child.close()
+        if self.launcher is not None:
+            self.launcher.close()
+            self.launcher = None
         if hasattr(self, "root"):
             shutil.rmtree(self.root, ignore_errors=True)
         if not self._released:
@@ -192,46 +319,60 @@ class Sandbox:
 
 
 class StudentProcess:
-    """One child process running student code, with one wall-clock budget for all its calls."""
+    """One child process running student code, with one wall-clock budget for all its calls.
+
+    student_seconds: time the child reports spending inside student code (for timing reports
+    only: like everything the child says, it is not trusted for grading).
+    """
 
     def __init__(self, sandbox: Sandbox, *, scratch: Path, time_limit_s: float, label: str,
-                 identity: Identity | None = None):
+                 identity: Identity | None = None, limit_note: str = ""):
         self.sandbox = sandbox
+        self.limit_note = limit_note
         self.identity = identity or sandbox.identity
         self.scratch = scratch
         self.time_limit_s = time_limit_s
         self.label = label
         self.log_path = scratch.parent / (scratch.name + ".log")
-        self.proc: subprocess.Popen | None = None
+        self.proc: ForkedChild | None = None
         self.deadline: float | None = None
+        self.student_seconds = 0.0
         self._closed = False
+        self._requests: int | None = None
         self._responses: int | None = None
         self._buffer = b""
+        self._next_id = 0
 
     # -- life cycle ------------------------------------------------------------------------
     def _start(self):
-        self.deadline = time.monotonic() + self.time_limit_s
-        read_fd, write_fd = os.pipe()
         box = self.sandbox
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(self.scratch), "TMPDIR": str(self.scratch),
-               "LANG": "C.UTF-8", "USER": box.identity.name, "LOGNAME": box.identity.name,
+               "LANG": "C.UTF-8", "USER": self.identity.name, "LOGNAME": self.identity.name,
                isolation.MARKER_VARIABLE: box.marker}
         for name in ("CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS"):
             if name in os.environ:
                 env[name] = os.environ[name]
-        cpu_seconds = int(self.time_limit_s * (os.cpu_count() or 1)) + 10
+        limits = box.limits
+        spec = {"env": env, "cwd": str(self.scratch), "uid": self.identity.uid, "gid": self.identity.gid,
+                "limits": {"memory_mb": limits.memory_mb, "file_size_mb": limits.file_size_mb,
+                           "open_files": limits.open_files, "processes": limits.processes},
+                "cpu_seconds": int(self.time_limit_s * (os.cpu_count() or 1)) + 10,
+                "work_root": str(box.work_root), "model_dir": str(box.model_dir or ""), "device": box.device}
+        request_read, request_write = os.pipe()
+        response_read, response_write = os.pipe()
         log_fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-I", "-B", "-c", _BOOT, str(box.runtime_root), str(box.work_root),
-                 str(write_fd), str(box.model_dir or ""), box.device],
-                stdin=subprocess.PIPE, stdout=log_fd, stderr=subprocess.STDOUT, pass_fds=(write_fd,),
-                cwd=self.scratch, env=env, start_new_session=True,
-                preexec_fn=isolation.make_preexec(self.identity, box.limits, cpu_seconds))
+            self.proc = ForkedChild(box.launcher.spawn(spec, [request_read, response_write, log_fd]))
+        except BaseException:
+            os.close(request_write)
+            os.close(response_read)
+            raise
         finally:
-            os.close(log_fd)
-        os.close(write_fd)
-        self._responses = read_fd
+            for fd in (request_read, response_write, log_fd):
+                os.close(fd)
+        os.set_blocking(request_write, False)  # writes wait in select, within the deadline
+        self._requests, self._responses = request_write, response_read
+        self.deadline = time.monotonic() + self.time_limit_s  # the budget starts once the child exists
 
     def close(self):
         """Kill the child and every process it started, wherever it went (see isolation.sweep)."""
@@ -248,14 +389,11 @@ class StudentProcess:
             siblings = frozenset(c.proc.pid for c in box._live if c.proc is not None and not c._closed)
             isolation.sweep(root_pid=self.proc.pid, identity=box.identity, marker=box.marker,
                             whole_user=not siblings, keep=siblings)
-            if self.proc.stdin:
-                try:
-                    self.proc.stdin.close()
-                except OSError:
-                    pass
-        if self._responses is not None:
-            os.close(self._responses)
-            self._responses = None
+        for name in ("_requests", "_responses"):
+            fd = getattr(self, name)
+            if fd is not None:
+                os.close(fd)
+                setattr(self, name, None)
 
     def __enter__(self):
         return self
@@ -305,31 +443,57 @@ class StudentProcess:
     def _request(self, request: dict, *, what: str):
         if self.proc is None:
             self._start()
-        try:
-            self.proc.stdin.write(codec.encode(request))
-            self.proc.stdin.flush()
-        except (BrokenPipeError, OSError):
-            self._raise_exit(what)
+        if self._closed:
+            raise StudentCodeError("crash", f"the process running your code is gone; {what} cannot run")
+        self._next_id += 1
+        self._send(codec.encode({"id": self._next_id, **request}), what)
         line = self._read_line(what)
         try:
             message = codec.decode(line)
         except codec.DecodeError as error:
             raise StudentCodeError("protocol", f"the answer to {what} could not be read: {error}") from None
+        if type(message) is not dict or message.get("id") != self._next_id:
+            self.close()
+            raise StudentCodeError("protocol", f"the process running your code answered {what} out of turn "
+                                               f"(do not write to file descriptor 3)")
+        del message["id"]
+        spent = message.pop("time", 0.0)
+        if type(spent) is float and 0.0 <= spent < 1e6:
+            self.student_seconds += spent
         value = self._unwrap(message, what=what)
         if isinstance(value, StudentCodeError):
             value.output = self.output()
             raise value
         return value
 
+    def _remaining(self, what: str) -> float:
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            self.close()
+            why = f"; {self.limit_note}" if self.limit_note else ""
+            raise StudentCodeError("timeout", f"{what} did not finish within the {self.time_limit_s:.3g} s "
+                                              f"this test allows{why} (an infinite loop, or far too slow?)",
+                                   output=self.output())
+        return remaining
+
+    def _send(self, data: bytes, what: str) -> None:
+        """Write a request within the test's deadline: a child that stops reading cannot block
+        the grader."""
+        view = memoryview(data)
+        while view:
+            _, writable, _ = select.select([], [self._requests], [], self._remaining(what))
+            if not writable:
+                continue
+            try:
+                view = view[os.write(self._requests, view[:1 << 16]):]
+            except BlockingIOError:
+                continue
+            except OSError:  # the child is gone (EPIPE)
+                self._raise_exit(what)
+
     def _read_line(self, what: str) -> bytes:
         while b"\n" not in self._buffer:
-            remaining = self.deadline - time.monotonic()
-            if remaining <= 0:
-                self.close()
-                raise StudentCodeError("timeout", f"{what} did not finish within the {self.time_limit_s:g} s "
-                                                  f"this test allows (an infinite loop, or far too slow?)",
-                                       output=self.output())
-            ready, _, _ = select.select([self._responses], [], [], remaining)
+            ready, _, _ = select.select([self._responses], [], [], self._remaining(what))
             if not ready:
                 continue
             chunk = os.read(self._responses, 1 << 20)

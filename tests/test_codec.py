@@ -84,3 +84,21 @@ def test_describe_names_types_for_feedback():
     assert describe(2.0) == "a float"
     assert describe(np.zeros((2, 3))) == "an ndarray of shape (2, 3) and dtype float64"
     assert describe(True) == "a bool"
+
+
+def test_an_array_header_must_match_its_data():
+    """A crafted .npy header claiming 2**45 entries is refused before anything is allocated."""
+    import base64
+    import io
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, {"descr": "<f8", "fortran_order": False, "shape": (2**45,)})
+    payload = base64.b64encode(buffer.getvalue() + b"\0" * 64).decode()
+    with pytest.raises(DecodeError, match="does not match its data"):
+        decode(('{"$ndarray":"' + payload + '"}').encode())
+
+
+def test_a_message_with_too_many_items_is_refused_before_parsing():
+    from autograder.child.codec import MAX_ITEMS
+    line = b"[" + b"1," * (MAX_ITEMS + 100) + b"1]"
+    with pytest.raises(DecodeError, match="more than"):
+        decode(line)

@@ -82,16 +82,22 @@ def test_reference_cache_is_built_once_and_reused(models_folder, tmp_path_factor
 
     first = run()
     assert first["failed"] == {}, first
-    caches = list((models_folder / "reference-cache").glob("*.json"))
-    assert len(caches) == 1
-    stamp = caches[0].stat().st_mtime_ns
+    files = sorted((models_folder / "reference-cache").glob("*.json"))
+    caches = [f for f in files if ".seconds-" not in f.name]
+    timings = [f for f in files if f.name.endswith(".seconds-cpu.json")]
+    assert len(caches) == 1 and len(timings) == 1 and len(files) == 2
+    stamps = [f.stat().st_mtime_ns for f in files]
     data = json.loads(caches[0].read_text())  # plain JSON, no pickle
     assert data["built"]["device"] == "cpu" and data["texts"] and data["scaled"]
+    assert caches[0].stat().st_mode & 0o077 == 0  # the reference's answers: the grader's user only
+    measured = json.loads(timings[0].read_text())  # the reference's time per model test (calibration)
+    assert set(measured["seconds"]) == {"p6d_public", "p6d_random", "p6f_public", "p6f_random"}
+    assert measured["failed"] == {}
 
     second = run()
     assert second == {"failed": {}, "torch": False, "transformers": False}
-    assert list((models_folder / "reference-cache").glob("*")) == caches
-    assert caches[0].stat().st_mtime_ns == stamp
+    assert sorted((models_folder / "reference-cache").glob("*.json")) == files
+    assert [f.stat().st_mtime_ns for f in files] == stamps
 
 
 def test_plots_command_writes_pngs(tmp_path):

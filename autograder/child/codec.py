@@ -90,8 +90,21 @@ def _npy_array(text: str) -> np.ndarray:
         raw = base64.b64decode(text.encode("ascii"), validate=True)
         if len(raw) > MAX_ARRAY_BYTES + 4096:
             raise DecodeError("array too large")
-        array = np.load(io.BytesIO(raw), allow_pickle=False)
-    except (ValueError, OSError, EOFError) as error:
+        stream = io.BytesIO(raw)
+        # The header is read first: its shape and dtype must account for exactly the bytes that
+        # follow, so a header claiming 2**45 entries cannot make the reader allocate them.
+        version = np.lib.format.read_magic(stream)
+        read_header = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+        if version not in read_header:
+            raise DecodeError(f"unsupported .npy version {version}")
+        shape, _, dtype = read_header[version](stream, max_header_size=10000)
+        if dtype.hasobject or dtype.kind not in NUMERIC_KINDS or any(type(n) is not int or n < 0 for n in shape):
+            raise DecodeError("array header of a non-numeric or malformed array")
+        if math.prod(shape) * dtype.itemsize != len(raw) - stream.tell():
+            raise DecodeError(f"array header claims shape {shape[:8]} of {dtype}, which does not match its data")
+        stream.seek(0)
+        array = np.load(stream, allow_pickle=False)
+    except (ValueError, OSError, EOFError, TypeError) as error:
         raise DecodeError(f"malformed array: {error}") from None
     if type(array) is not np.ndarray or array.dtype.kind not in NUMERIC_KINDS:
         raise DecodeError("array is not a plain numeric ndarray")
@@ -180,7 +193,11 @@ def _untag(obj: dict):
 
 def decode(line: bytes):
     """The value encoded in one line from ``encode``. Tensors come back as TensorValue, arrays
-    as plain numeric ndarrays; nothing is unpickled. Raises DecodeError on anything else."""
+    as plain numeric ndarrays; nothing is unpickled. Raises DecodeError on anything else,
+    including a line with more than MAX_ITEMS list or dict entries (counted from its separators
+    before parsing, so a huge answer is refused before it takes memory)."""
+    if line.count(b",") + line.count(b"[") + line.count(b"{") > MAX_ITEMS + 16:
+        raise DecodeError(f"message holds more than {MAX_ITEMS} items")
     try:
         return json.loads(line, object_hook=_untag, parse_constant=_refuse_constant)
     except DecodeError:

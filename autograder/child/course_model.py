@@ -21,8 +21,14 @@ so logits match transformers' GPT2LMHeadModel on the same checkpoint.
 """
 from __future__ import annotations
 
+import ctypes
+import hashlib
 import json
 import math
+import os
+import struct
+import warnings
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -209,11 +215,16 @@ class CourseGPT2(nn.Module):
     Parameters are created uninitialised: use load_course_model to get a usable model.
     """
 
+    _memo: "CallMemo | None" = None  # see remember_calls
+
     def __init__(self, config: CourseConfig):
         super().__init__()
         self.config = config
-        self.wte = nn.Embedding(config.vocab_size, config.n_embd)
-        self.wpe = nn.Embedding(config.n_positions, config.n_embd)
+        # given weights: nn.Embedding's own random init is skipped (costly on the meta device)
+        self.wte = nn.Embedding(config.vocab_size, config.n_embd,
+                                _weight=torch.empty(config.vocab_size, config.n_embd))
+        self.wpe = nn.Embedding(config.n_positions, config.n_embd,
+                                _weight=torch.empty(config.n_positions, config.n_embd))
         self.h = nn.ModuleList(Block(config) for _ in range(config.n_layer))
         self.ln_f = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
 
@@ -238,6 +249,13 @@ class CourseGPT2(nn.Module):
             raise ValueError(f"course model: past length {P} + input length {T} = {P + T} tokens "
                              f"exceeds the model's n_positions={cfg.n_positions}")
 
+        memo = self._memo
+        key = memo.key(input_ids, past) if memo is not None else None
+        if key is not None:
+            hit = memo.answer(key, past)
+            if hit is not None:
+                return hit
+
         pos = torch.arange(P, P + T, dtype=torch.long, device=input_ids.device)  # (T,)
         x = self.wte(input_ids) + self.wpe(pos)  # (B, T, C)
         presents = []
@@ -246,7 +264,14 @@ class CourseGPT2(nn.Module):
             presents.append(present)  # (2, B, H, P+T, D)
         x = self.ln_f(x)
         logits = F.linear(x, self.wte.weight)  # (B, T, V), lm head tied to wte
+        if key is not None:
+            memo.store(key, logits, presents, past_length=P)
         return logits, presents
+
+    def remember_calls(self, limit_bytes: int) -> None:
+        """Serve repeated identical calls (same input_ids, same past content) from memory, keeping
+        at most limit_bytes of answers (0: off). See CallMemo."""
+        self._memo = CallMemo(limit_bytes) if limit_bytes > 0 else None
 
     def _check_input(self, input_ids):
         if not isinstance(input_ids, torch.Tensor):
@@ -314,33 +339,176 @@ class CourseGPT2(nn.Module):
         return past
 
 
+class CallMemo:
+    """Answers to repeated identical model calls, served from memory.
+
+    Graded code calls the model with the same arguments many times: sample(model, prompt,
+    config, 1) drawn 1200 times runs the prompt 1200 times, and horizon-2 temperature scaling
+    at two temperatures runs the same 40 one-token continuations twice. At GPT-2 small's size
+    on a CPU each such call costs 50 ms to 0.2 s; served from memory it costs a copy.
+
+    Exactness: a call is answered from memory only when input_ids (dtype, shape, values) and
+    past (structure, shapes, dtypes and every value, hashed) equal an earlier call's, so the
+    answer is what the model computes for those inputs (its kernels are deterministic on a given
+    machine). The answer is built as the model builds it: logits are a fresh copy of the
+    remembered ones; each layer's present is torch.stack((cat(past key, new keys), cat(past
+    value, new values))) from the caller's own past and the remembered new part. Nothing
+    returned is shared with the memo or with another call, so changing a returned tensor in
+    place changes nothing else. Calls whose past is on a GPU or needs gradients, and answers
+    larger than ANSWER_LIMIT bytes, are not remembered; the least recently used answers are
+    dropped beyond limit_bytes.
+    """
+
+    ANSWER_LIMIT = 16 << 20
+
+    def __init__(self, limit_bytes: int):
+        self.limit = int(limit_bytes)
+        self.entries: OrderedDict = OrderedDict()  # key -> (logits, new parts per layer, bytes)
+        self.bytes = 0
+        self.hits = 0
+
+    @staticmethod
+    def _tensor_digest(digest, tensor) -> bool:
+        if not isinstance(tensor, torch.Tensor) or tensor.device.type != "cpu" or tensor.requires_grad:
+            return False
+        digest.update(f"{tensor.dtype}{tuple(tensor.shape)};".encode())
+        digest.update(memoryview(tensor.detach().contiguous().numpy()).cast("B"))
+        return True
+
+    def key(self, input_ids, past):
+        """A digest of the call's arguments, or None when the call must not be remembered."""
+        digest = hashlib.blake2b(digest_size=20)
+        digest.update(f"{input_ids.dtype}{tuple(input_ids.shape)}{input_ids.device};".encode())
+        digest.update(memoryview(input_ids.detach().cpu().contiguous().numpy()).cast("B"))
+        if past is None:
+            return digest.digest()
+        digest.update(f"past:{type(past).__name__}{len(past)};".encode())
+        for layer in past:
+            parts = [layer] if isinstance(layer, torch.Tensor) else list(layer)
+            digest.update(f"layer:{len(parts)};".encode())
+            if not all(self._tensor_digest(digest, part) for part in parts):
+                return None
+        return digest.digest()
+
+    def answer(self, key, past):
+        entry = self.entries.get(key)
+        if entry is None:
+            return None
+        self.entries.move_to_end(key)
+        self.hits += 1
+        logits, new_parts, _ = entry
+        if past is None:
+            presents = [part.clone() for part in new_parts]
+        else:
+            presents = [torch.stack((torch.cat((past[i][0], new[0]), dim=-2),
+                                     torch.cat((past[i][1], new[1]), dim=-2)))
+                        for i, new in enumerate(new_parts)]
+        return logits.clone(), presents
+
+    def store(self, key, logits, presents, *, past_length: int) -> None:
+        size = logits.numel() * logits.element_size() + sum(p[:, :, :, past_length:].numel() * p.element_size()
+                                                            for p in presents)
+        if size > min(self.ANSWER_LIMIT, self.limit):
+            return
+        with torch.inference_mode(False):  # a normal tensor even when the caller is in inference mode
+            kept = logits.detach().clone()
+            new_parts = [p[:, :, :, past_length:, :].detach().clone() for p in presents]  # (2, B, H, T, D)
+        self.entries[key] = (kept, new_parts, size)
+        self.bytes += size
+        while self.bytes > self.limit and self.entries:
+            _, (_, _, dropped) = self.entries.popitem(last=False)
+            self.bytes -= dropped
+
+
 def _strip_prefix(state: dict) -> dict:
     """HF GPT2LMHeadModel names start with 'transformer.'; GPT2Model names don't. Accept both."""
     return {(k[len("transformer."):] if k.startswith("transformer.") else k): v
             for k, v in state.items()}
 
 
-def load_course_model(model_dir, device="cpu"):
+_SAFETENSORS_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+                       "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
+                       "U8": torch.uint8, "BOOL": torch.bool}
+_PROT_READ, _PROT_WRITE, _MAP_PRIVATE = 0x1, 0x2, 0x02
+_HEADER_LIMIT = 100 << 20
+
+
+def map_safetensors(path) -> dict:
+    """The tensors of a safetensors file as views of one private, copy-on-write memory map.
+
+    Nothing is read up front: pages come from the page cache as they are used, and every process
+    that maps the same file (the children a grading run forks, concurrent gradings) shares them,
+    so the weights of GPT-2 small (500 MB in float32) are in memory once. Writing to a tensor
+    copies only the page written, in that process. The map is never unmapped (it lives as long as
+    the process) and holds no file descriptor, so closing every descriptor in a forked child is
+    safe. The header is parsed here (JSON: dtype, shape and data offsets per tensor); no code
+    is executed and nothing is unpickled.
+    """
+    path = Path(path)
+    with path.open("rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        raw = f.read(8)
+        if len(raw) != 8:
+            raise ValueError(f"{path}: not a safetensors file (shorter than its header)")
+        (header_size,) = struct.unpack("<Q", raw)
+        if header_size > min(_HEADER_LIMIT, size - 8):
+            raise ValueError(f"{path}: not a safetensors file (header of {header_size} bytes)")
+        header = json.loads(f.read(header_size))
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.mmap.restype = ctypes.c_void_p
+        libc.mmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int,
+                              ctypes.c_long)
+        address = libc.mmap(None, size, _PROT_READ | _PROT_WRITE, _MAP_PRIVATE, f.fileno(), 0)
+        if address in (None, ctypes.c_void_p(-1).value):
+            error = ctypes.get_errno()
+            raise OSError(error, f"cannot map {path}: {os.strerror(error)}")
+    buffer = (ctypes.c_char * size).from_address(address)
+    start = 8 + header_size
+    tensors = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        dtype = _SAFETENSORS_DTYPES.get(info.get("dtype"))
+        shape = [int(n) for n in info.get("shape", ())]
+        begin, end = (int(n) for n in info.get("data_offsets", (0, -1)))
+        count = math.prod(shape)
+        if dtype is None:
+            raise ValueError(f"{path}: tensor {name!r} has unsupported dtype {info.get('dtype')!r}")
+        item = torch.empty((), dtype=dtype).element_size()
+        if end - begin != count * item or begin < 0 or start + end > size:
+            raise ValueError(f"{path}: tensor {name!r} has inconsistent offsets {begin}..{end} for shape {shape}")
+        if count == 0:
+            tensors[name] = torch.empty(shape, dtype=dtype)
+            continue
+        with warnings.catch_warnings():  # a ctypes buffer is writable: nothing to warn about
+            warnings.simplefilter("ignore")
+            tensors[name] = torch.frombuffer(buffer, dtype=dtype, count=count, offset=start + begin).view(shape)
+    return tensors
+
+
+def load_course_model(model_dir, device="cpu", *, remember_bytes: int = 0):
     """Load (CourseGPT2, CourseConfig) from an HF-format GPT-2 folder.
 
     model_dir holds config.json and model.safetensors with transformers' GPT2LMHeadModel (or
-    GPT2Model) key names. Weights are read with safetensors (no pickle), converted to float32,
-    and must cover every parameter with the right shape: a missing, misshapen or unknown key
-    raises ValueError naming it. `lm_head.weight` may be absent (tied to wte) but if present must
-    equal wte. The model is returned in eval mode on `device`, with requires_grad off, so
-    outputs never carry autograd history even outside torch.no_grad.
+    GPT2Model) key names. The weights are mapped, not read (map_safetensors: no pickle, shared
+    between processes, nothing computed while loading when they are float32, as every prepared
+    folder's are; other dtypes are converted to float32). They must cover every parameter with
+    the right shape: a missing, misshapen or unknown key raises ValueError naming it.
+    `lm_head.weight` may be absent (tied to wte) but if present must equal wte. The model is
+    returned in eval mode on `device`, with requires_grad off, so outputs never carry autograd
+    history even outside torch.no_grad. remember_bytes > 0 turns on the memo of repeated calls
+    (CourseGPT2.remember_calls).
     """
-    from safetensors.torch import load_file  # safetensors' own format: no code execution
-
     model_dir = Path(model_dir)
     config_path, weights_path = model_dir / CONFIG_FILE, model_dir / WEIGHTS_FILE
     for path in (config_path, weights_path):
         if not path.is_file():
             raise FileNotFoundError(f"course model: {path} does not exist")
     config = CourseConfig.from_json_file(config_path)
-    model = CourseGPT2(config)
+    with torch.device("meta"):  # shapes only: the mapped weights are assigned below
+        model = CourseGPT2(config)
 
-    state = _strip_prefix(load_file(str(weights_path), device="cpu"))
+    state = _strip_prefix(map_safetensors(weights_path))
     lm_head = state.pop("lm_head.weight", None)
     state = {k: v for k, v in state.items() if not k.endswith(_IGNORED_KEY_SUFFIXES)}
     expected = model.state_dict()
@@ -359,6 +527,7 @@ def load_course_model(model_dir, device="cpu"):
     if lm_head is not None and not torch.equal(lm_head.float(), state["wte.weight"].float()):
         raise ValueError(f"course model: lm_head.weight in {weights_path} differs from wte; only "
                          f"tied embeddings are supported")
-    model.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
+    model.load_state_dict({k: v.float() for k, v in state.items()}, strict=True, assign=True)
     model.requires_grad_(False)
+    model.remember_calls(remember_bytes)
     return model.to(device).eval(), config

@@ -5,14 +5,16 @@ The grader never imports a submission. It starts this loop in a separate process
 stdin and reads one response per line on a dedicated pipe; student prints go to stdout/stderr,
 which the grader keeps apart. Requests and responses are ``codec`` lines (plain data only).
 
-Requests (dicts):
-    {"op": "call", "module": "p3_param_counts", "function": "full_joint",
+Requests (dicts), each with an "id" the response repeats:
+    {"id": 1, "op": "call", "module": "p3_param_counts", "function": "full_joint",
      "args": [...], "kwargs": {...}, "seed": 7}
-    {"op": "map", "module": ..., "function": ..., "calls": [[args, kwargs], ...], "seed": 7}
-    {"op": "harness", "name": "p6_sample", "kwargs": {...}, "seed": 7}
-Responses: {"ok": value} or {"error": {"kind": ..., "type": ..., "message": ..., "traceback": ...}}
-where kind is one of: missing_file, import, missing_function, exception, bad_return, bad_request,
-internal (a fault on the grader's side, not the student's).
+    {"id": 2, "op": "map", "module": ..., "function": ..., "calls": [[args, kwargs], ...], "seed": 7}
+    {"id": 3, "op": "harness", "name": "p6_sample", "kwargs": {...}, "seed": 7}
+Responses: {"id": 1, "time": seconds in student code, "ok": value} or {"id": 1, "time": ...,
+"error": {"kind": ..., "type": ..., "message": ..., "traceback": ...}} where kind is one of:
+missing_file, import, missing_function, exception, bad_return, bad_request, internal (a fault
+on the grader's side, not the student's). "time" only informs the grader's timing report;
+like everything this process says, it is not trusted for grading.
 
 This package is copied next to the submission under another name, so it imports only the
 standard library, numpy and its sibling modules (torch only when student code or a harness
@@ -24,14 +26,16 @@ import importlib
 import os
 import random
 import sys
+import time
 import traceback
 
 import numpy as np
 
 from . import codec, harness
-from . import p6_harness  # noqa: F401  (registers the P6 harnesses)
+from . import p6_harness, p6_reference  # noqa: F401  (register the P6 harnesses)
 
 _MAX_TRACEBACK = 4000
+MEMO_BYTES = 256 << 20  # answers of repeated model calls kept (course_model.CallMemo)
 
 
 class StudentFailure(Exception):
@@ -53,11 +57,14 @@ def _student_traceback(error: BaseException, work_root: str) -> str:
 class Child:
     """Imports submission modules on demand and runs requests against them."""
 
-    def __init__(self, work_root: str, model_dir: str | None, device: str):
+    def __init__(self, work_root: str, model_dir: str | None, device: str, *, preloaded=None):
+        """preloaded: (model, config) already loaded on the CPU by the fork server, or None."""
         self.work_root = work_root
         self.model_dir = model_dir
         self.device = device
+        self._preloaded = preloaded
         self._model = None
+        self.student_seconds = 0.0  # time spent inside student code, for the grader's timing report
 
     def module(self, name: str):
         """``submission.<name>``, imported on first use; raises StudentFailure with a clear message."""
@@ -84,6 +91,7 @@ class Child:
 
     def invoke(self, fn, args, kwargs, *, label: str):
         """Call student code, turning every exception (BaseException too) into StudentFailure."""
+        start = time.perf_counter()
         try:
             return fn(*args, **kwargs)
         except BaseException as error:
@@ -91,14 +99,19 @@ class Child:
                 if type(error) is NotImplementedError else f"{label} raised {type(error).__name__}: {str(error)[:500]}"
             raise StudentFailure({"kind": "exception", "type": type(error).__name__, "message": message,
                                   "traceback": _student_traceback(error, self.work_root)}) from None
+        finally:
+            self.student_seconds += time.perf_counter() - start
 
     def model(self):
         """The course model (logits, presents = model(x, past=past)) and its config, loaded once."""
         if self._model is None:
-            from .course_model import load_course_model
-            if not self.model_dir:
-                raise RuntimeError("this request needs a model, but the grader started no model")
-            self._model = load_course_model(self.model_dir, device=self.device)
+            if self._preloaded is None:
+                from .course_model import load_course_model
+                if not self.model_dir:
+                    raise RuntimeError("this request needs a model, but the grader started no model")
+                self._preloaded = load_course_model(self.model_dir, remember_bytes=MEMO_BYTES)
+            model, config = self._preloaded
+            self._model = (model.to(self.device), config)  # the fork server maps it on the CPU
         return self._model
 
     def seed(self, seed):
@@ -140,25 +153,30 @@ def _respond(out, payload: dict):
     try:
         line = codec.encode(payload)
     except (codec.EncodeError, RecursionError, ValueError, OverflowError) as error:
-        line = codec.encode({"error": {"kind": "bad_return", "type": type(error).__name__,
+        line = codec.encode({"id": payload.get("id"), "time": payload.get("time", 0.0),
+                             "error": {"kind": "bad_return", "type": type(error).__name__,
                                        "message": f"the value returned cannot be graded: {error}"}})
     out.write(line)
     out.flush()
 
 
-def main(argv: list[str]) -> None:
-    """argv: work_root response_fd model_dir device. work_root holds the ``submission`` package."""
-    work_root, response_fd, model_dir, device = argv
+def serve(*, work_root: str, model_dir: str | None, device: str, response_fd: int, preloaded=None) -> None:
+    """Answer requests from stdin until it closes. work_root holds the ``submission`` package;
+    responses go to response_fd; preloaded is the fork server's (model, config), if any."""
     # Requests come on stdin; student code gets an empty stdin so it cannot read them.
     requests = os.fdopen(os.dup(0), "rb")
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
-    out = os.fdopen(int(response_fd), "wb")
+    os.close(devnull)
+    out = os.fdopen(response_fd, "wb")
     sys.path.append(work_root)  # appended: a numpy.py in the upload cannot shadow numpy
-    child = Child(work_root, model_dir or None, device)
+    child = Child(work_root, model_dir or None, device, preloaded=preloaded)
     for line in requests:
+        request_id = None
+        before = child.student_seconds
         try:
             request = codec.decode(line)
+            request_id = request.get("id") if type(request) is dict else None
             payload = {"ok": child.handle(request)}
         except StudentFailure as failure:
             payload = {"error": failure.info}
@@ -166,4 +184,4 @@ def main(argv: list[str]) -> None:
             payload = {"error": {"kind": "internal", "type": type(error).__name__,
                                  "message": f"{type(error).__name__}: {str(error)[:500]}",
                                  "traceback": traceback.format_exc()[-_MAX_TRACEBACK:]}}
-        _respond(out, payload)
+        _respond(out, {"id": request_id, "time": child.student_seconds - before, **payload})

@@ -1,18 +1,21 @@
 """The reference's outputs on every P6 instance: computed once per model and data, then cached.
 
-Built by running the checks' own harnesses (autograder/child/p6_harness.py) against the
-reference submission (``reference/submission``, a valid upload) in a Sandbox exactly like a
-student's, and the clean harnesses (model logits, config) in a separate fresh child. Stored as
-JSON (no pickle) in ``models_root()/reference-cache/<model fingerprint>-<digest>.json``, where
-the digest covers the instances (strings, token ids), the tokenizer files and ``FORMAT``: a
+Built in one clean child process of a Sandbox (the model loaded once, no student code) by the
+trusted harnesses in autograder/child/p6_reference.py: the reference solution's formulas
+(reference/submission) computed in batches, so that GPT-2 small's cache builds in minutes on a
+CPU. Stored as JSON (no pickle) in ``models_root()/reference-cache/<model fingerprint>-<digest>.json``,
+where the digest covers the instances (strings, token ids), the tokenizer files and ``FORMAT``: a
 change to any of them builds a new file. Written atomically (a temporary file renamed into
-place), so concurrent graders never read half a file.
+place), so concurrent graders never read half a file; a lock file makes a concurrent grader wait
+for a build in progress rather than repeat it. The file is readable by the grader's user only.
 
 Grading reads the file: the grader's process never recomputes the reference, never loads the
 model and never imports torch. Only building tokenizes texts (transformers' tokenizer).
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import math
@@ -29,13 +32,13 @@ from .. import models
 from .data import CourseTexts, load_course_texts
 from .instances import HORIZONS, TEMPERATURES, Source, likelihood_sources, prompt_sources, snippet_sources
 
-FORMAT = 2  # bump when what is stored, or how it is computed, changes
+FORMAT = 3  # bump when what is stored, or how it is computed, changes
 CACHE_DIR = "reference-cache"
 REFERENCE_UPLOAD = models.repo_root() / "reference"
 MASK_LEVEL = -1e9  # a logit at or below this is masked: softmax gives it probability 0 exactly
 NEAR = 0.05  # logits within NEAR of the k-th are stored, so ties within checks' TIE_EPS are known
-BUILD_TIME_LIMIT_S = 3600.0  # for the reference's own children; GPT-2 small on a CPU needs ~2 min
-CHUNK = 16  # instances per harness call: bounded messages ((1, V) float32 outputs for V = 50257)
+BUILD_TIME_LIMIT_S = 3600.0  # for the building child; GPT-2 small on 2 CPU cores needs about a minute
+CHUNK = 16  # texts or prompts per harness call: bounded messages, and progress between them
 _TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "merges.txt", "encoder.json", "vocab.bpe")
 
 
@@ -178,10 +181,24 @@ def reference_outputs(model_dir: Path, *, device: str, files: Mapping[str, Path]
     sources = sources_for(model_dir, load_course_texts(files))
     path = cache_path(model_dir, sources)
     if not path.is_file():
-        data = build(model_dir, device=device, sources=sources, progress=progress)
-        _write_atomically(path, data)
+        with _build_lock(path):  # a concurrent grader building the same file: wait for it
+            if not path.is_file():
+                data = build(model_dir, device=device, sources=sources, progress=progress)
+                _write_atomically(path, data)
     _LOADED[key] = _parse(path)
     return _LOADED[key]
+
+
+@contextlib.contextmanager
+def _build_lock(path: Path):
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(path.parent, 0o700)  # the sandbox's user must not read the reference's answers
+    with open(path.parent / f".{path.stem}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _write_atomically(path: Path, data: dict) -> None:
@@ -190,7 +207,7 @@ def _write_atomically(path: Path, data: dict) -> None:
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as out:
             json.dump(data, out, allow_nan=False, separators=(",", ":"))
-        os.chmod(temporary, 0o644)
+        os.chmod(temporary, 0o600)  # the grader's user only: student code must not read the answers
         os.replace(temporary, path)
     finally:
         if os.path.exists(temporary):
@@ -216,31 +233,11 @@ def _chunks(items: list, size: int = CHUNK):
         yield items[start:start + size]
 
 
-def _sparse(value, vocab_size: int, what: str) -> dict:
-    from ..child.codec import TensorValue
-    array = value.array if isinstance(value, TensorValue) else value
-    if type(array) is not np.ndarray or array.shape != (1, vocab_size) or not np.isfinite(array).all():
-        raise ReferenceError(f"the reference's {what} is not a finite (1, {vocab_size}) array")
-    row = array[0].astype(np.float64)
-    kept = row > MASK_LEVEL
-    masked = np.unique(row[~kept])
-    if masked.size > 1:
-        raise ReferenceError(f"the reference's {what} masks entries with {masked.size} different values")
-    return {"kept": np.flatnonzero(kept).tolist(), "values": row[kept].tolist(),
-            "masked": float(masked[0]) if masked.size else MASK_LEVEL}
-
-
-def _answer(entry: dict, what: str):
-    if "value" not in entry:
-        raise ReferenceError(f"the reference's {what} returned an unsupported value: {entry}")
-    return entry["value"]
-
-
 def build(model_dir: Path, *, device: str, sources: dict[str, list[Source]],
           progress: Callable[[str], None] | None = None) -> dict:
     """Compute the reference outputs (the cache file's content) for these sources.
 
-    Raises ReferenceError when the reference fails: that is the grader's fault, never a student's.
+    Raises ReferenceError when the computation fails: that is the grader's fault, never a student's.
     """
     from ..sandbox import Sandbox, StudentCodeError
     say = progress or (lambda text: None)
@@ -253,35 +250,32 @@ def build(model_dir: Path, *, device: str, sources: dict[str, list[Source]],
     data = {"format": FORMAT, "tiny": sizes["tiny"]}
     try:
         with Sandbox(REFERENCE_UPLOAD, model_dir=Path(model_dir), device=device) as sandbox:
-            with sandbox.process(time_limit_s=BUILD_TIME_LIMIT_S, label="reference-clean") as clean:
+            with sandbox.process(time_limit_s=BUILD_TIME_LIMIT_S, label="reference-build",
+                                 runs_student_code=False) as clean:
                 data["config"] = clean.harness("p6_config")
-                say(f"next-token logits of {len(prompts)} prompts")
-                near = clean.harness("p6_next_logits", prompts=[ids for _, ids, _ in prompts], near=NEAR)
-            with sandbox.process(time_limit_s=BUILD_TIME_LIMIT_S, label="reference") as reference:
+                say(f"next-token logits and temperature scaling of {len(prompts)} prompts")
+                answers = [a for chunk in _chunks(prompts) for a in clean.harness(
+                    "p6_reference_prompts", prompts=[ids for _, ids, _ in chunk], near=NEAR,
+                    temperatures=list(TEMPERATURES), horizons=list(HORIZONS))]
                 say(f"log-likelihood of {len(texts)} texts")
-                values = [v for chunk in _chunks(texts) for v in
-                          reference.harness("p6_log_likelihood", texts=[ids for _, ids, _ in chunk])]
-                cases = [{"prompt": ids, "temperature": t, "horizon": h, "id": s.id}
-                         for s, ids, _ in prompts for h in HORIZONS for t in (None, *TEMPERATURES)]
-                say(f"temperature_scale on {len(cases)} cases")
-                outputs = [o for chunk in _chunks(cases) for o in reference.harness(
-                    "p6_temperature_scale", cases=[{k: c[k] for k in ("prompt", "temperature", "horizon")} for c in chunk])]
+                values = [float(v) for chunk in _chunks(texts)
+                          for v in clean.harness("p6_reference_texts", texts=[ids for _, ids, _ in chunk])]
     except StudentCodeError as error:
         raise ReferenceError(f"computing the P6 reference failed: {error.feedback()}") from None
     data["texts"] = []
-    for (source, ids, shown), entry in zip(texts, values):
-        value = float(_answer(entry, f"log_likelihood on {source.id}"))
+    for (source, ids, shown), value in zip(texts, values, strict=True):
         if not math.isfinite(value):
             raise ReferenceError(f"the reference's log_likelihood on {source.id} is {value}")
         data["texts"].append({"id": source.id, "kind": source.kind, "public": source.public, "text": shown,
                               "tokens": ids, "log_likelihood": value})
-    data["prompts"] = [{"id": s.id, "kind": s.kind, "public": s.public, "text": shown, "tokens": ids,
-                        **{k: np.asarray(v).tolist() for k, v in logits.items()}}
-                       for (s, ids, shown), logits in zip(prompts, near)]
-    data["scaled"] = [{"prompt": c["id"], "temperature": c["temperature"], "horizon": c["horizon"],
-                       **_sparse(_answer(o, f"temperature_scale on {c['id']}"), data["config"]["vocab_size"],
-                                 f"temperature_scale({c['id']}, T={c['temperature']}, horizon {c['horizon']})")}
-                      for c, o in zip(cases, outputs)]
+    data["prompts"], data["scaled"] = [], []
+    for (source, ids, shown), answer in zip(prompts, answers, strict=True):
+        data["prompts"].append({"id": source.id, "kind": source.kind, "public": source.public, "text": shown,
+                                "tokens": ids, **{k: np.asarray(answer[k]).tolist()
+                                                  for k in ("top_ids", "top_logits", "near_ids", "near_logits")}})
+        data["scaled"] += [{"prompt": source.id, "temperature": case["temperature"], "horizon": case["horizon"],
+                            "kept": np.asarray(case["kept"]).tolist(), "values": np.asarray(case["values"]).tolist(),
+                            "masked": float(case["masked"])} for case in answer["scaled"]]
     data["snippets"] = [{"tokens": ids, "label": s.label} for s, ids, _ in snippets]
     import torch  # already imported by the tokenizer; only for the record
     data["built"] = {"device": device, "torch": torch.__version__, "seconds": round(time.monotonic() - start, 1)}

@@ -1,0 +1,155 @@
+"""The fork server of one grading run: imports once, forks a fresh child per graded test.
+
+A fresh process per test is what keeps one test's crash or leftover state from reaching the
+next; a fresh Python that imports torch (~2.5 s) and loads GPT-2 small (500 MB) per test is
+what made grading at the real size slow. So the grader starts this launcher once per run
+(``sandbox.Launcher``). It imports numpy, the child runtime and, when the run grades with a
+model, torch and the model, whose weights are mapped copy-on-write from the file
+(``course_model.map_safetensors``): every child forked from here shares those pages. Then, for
+each request of the grader, it forks a child that confines itself (``confine.confine``: limits,
+no network, the sandbox's user) and only then serves requests and imports student code
+(``main.serve``). The launcher itself never imports or runs student code, and never computes
+with torch (set to one thread before anything): GNU OpenMP's thread pool does not survive a
+fork, so a launcher that had run a parallel operation would hang its children.
+
+Protocol on the control socket (AF_UNIX, SOCK_SEQPACKET, one JSON message per packet):
+- launcher -> grader, once after start-up: {"ready": {"torch_s", "model_s", "address_space_mb"}}
+  or {"error": "..."} when the preload failed;
+- grader -> launcher: a spawn spec (see ``_become_child``) with three descriptors attached
+  (SCM_RIGHTS): the child's request pipe (read end), response pipe (write end) and log file;
+- launcher -> grader: {"pid": the child's pid} or {"error": "..."}.
+The child is forked through an intermediate process that exits at once, so the child is
+reparented to the grader (a child subreaper): the grader waits for it, signals it and reads its
+exit status as for any child of its own. The launcher exits when the control socket closes.
+
+This module is copied with the child runtime (``_agchild``), so it imports only the standard
+library, numpy, torch and its sibling modules.
+"""
+from __future__ import annotations
+
+import ctypes
+import fcntl
+import json
+import os
+import resource
+import signal
+import socket
+import sys
+import time
+import traceback
+
+from . import confine
+
+_PR_SET_PDEATHSIG = 1
+_MAX_MESSAGE = 1 << 16
+
+
+class Preload:
+    """What every child inherits: modules imported, and the model mapped on the CPU."""
+
+    def __init__(self, model_dir: str | None):
+        start = time.perf_counter()
+        import numpy  # noqa: F401  (every child needs it)
+        from . import codec, harness, main, p6_harness  # noqa: F401
+        self.model = None
+        self.threads = None
+        self.torch_s = self.model_s = 0.0
+        if model_dir:
+            import torch
+            self.threads = torch.get_num_threads()
+            torch.set_num_threads(1)  # no OpenMP pool in the launcher: see the module docstring
+            self.torch_s = time.perf_counter() - start
+            from .course_model import load_course_model
+            loaded = time.perf_counter()
+            self.model = load_course_model(model_dir, remember_bytes=main.MEMO_BYTES)
+            self.model_s = time.perf_counter() - loaded
+
+    def report(self) -> dict:
+        return {"torch_s": round(self.torch_s, 3), "model_s": round(self.model_s, 3),
+                "address_space_mb": confine.address_space_mb()}
+
+
+def _become_child(spec: dict, fds: list[int], control: socket.socket, preload: Preload) -> None:
+    """In the forked child: take the descriptors, confine, serve; never returns.
+
+    spec: env (the child's whole environment), cwd (its scratch folder), uid/gid (None: stay the
+    grader's user), limits and cpu_seconds (confine.confine), work_root (holding the
+    ``submission`` package), model_dir, device.
+    """
+    try:
+        control.detach()  # its descriptor is closed below with the rest
+        os.setsid()
+        high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 64) for fd in fds]  # out of the way of 0..3
+        requests, responses, log = high
+        os.dup2(requests, 0)
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+        os.dup2(responses, 3)
+        os.closerange(4, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+        os.chdir(spec["cwd"])
+        os.environ.clear()
+        os.environ.update(spec["env"])
+        sys.argv = ["-c"]
+        confine.confine(uid=spec["uid"], gid=spec["gid"], limits=spec["limits"], cpu_seconds=spec["cpu_seconds"])
+        if preload.threads is not None:
+            import torch
+            torch.set_num_threads(preload.threads)
+        from .main import serve
+        serve(work_root=spec["work_root"], model_dir=spec["model_dir"], device=spec["device"], response_fd=3,
+              preloaded=preload.model)
+    except BaseException:
+        try:
+            os.write(2, traceback.format_exc().encode()[-4000:])
+        finally:
+            os._exit(70)
+    os._exit(0)
+
+
+def _spawn(spec: dict, fds: list[int], control: socket.socket, preload: Preload) -> int:
+    """Fork the child through an intermediate that exits at once; returns the child's pid."""
+    read_end, write_end = os.pipe()
+    intermediate = os.fork()
+    if intermediate == 0:
+        try:
+            os.close(read_end)
+            pid = os.fork()
+            if pid == 0:
+                os.close(write_end)
+                _become_child(spec, fds, control, preload)
+            os.write(write_end, str(pid).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    os.waitpid(intermediate, 0)  # once it is gone, the child has been reparented
+    with os.fdopen(read_end, "rb") as pipe:
+        text = pipe.read(32)
+    if not text:
+        raise RuntimeError("the intermediate process could not fork the child")
+    return int(text)
+
+
+def main(argv: list[str]) -> None:
+    """argv: control_fd model_dir. Serves spawn requests until the control socket closes."""
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    control = socket.socket(fileno=int(argv[0]))
+    try:
+        preload = Preload(argv[1] or None)
+        control.send(json.dumps({"ready": preload.report()}).encode())
+    except BaseException as error:
+        control.send(json.dumps({"error": f"{type(error).__name__}: {error}"}).encode()[:_MAX_MESSAGE])
+        raise
+    while True:
+        try:
+            message, fds, _, _ = socket.recv_fds(control, _MAX_MESSAGE, 8)
+        except OSError:
+            return
+        if not message:
+            return
+        try:
+            reply = {"pid": _spawn(json.loads(message), fds, control, preload)}
+        except Exception as error:
+            reply = {"error": f"{type(error).__name__}: {error}"}
+        finally:
+            for fd in fds:
+                os.close(fd)
+        control.send(json.dumps(reply).encode())

@@ -1,0 +1,240 @@
+"""Benchmark: grading time and memory with a GPT-2 of the real size, and with the tiny model.
+
+    .venv/bin/python scripts/benchmark.py [--device cpu|cuda] [--skip-tiny] [--data DIR] [--out FILE]
+
+Needs nothing from the network. It builds a GPT-2 of GPT-2 small's size (124M parameters: 12
+layers, width 768, vocabulary 50257, context 1024) with random weights from a fixed seed and the
+tiny model's byte-level tokenizer (ids < 257 fit the vocabulary), cached in
+models/benchmark/gpt2-small-random. Random weights cost exactly what the trained ones do.
+Then, for each model, in a fresh models folder (so nothing is reused from earlier runs):
+
+1. imports the checkpoint (``--model DIR``) and builds the P6 reference cache, timed;
+2. grades ``reference/`` the first time: this also measures the reference's time per model test
+   (the calibration that model tests' time limits derive from), timed separately;
+3. grades ``reference/`` again, as every later submission is graded: wall time, the time spent
+   inside the reference's own calls (student code) and the rest (the grader's overhead: fork
+   server start-up, forks, the grader's harness work in the children, comparisons), the fork
+   server's start-up (torch import, model mapping), the score, and the peak memory of all
+   processes together: the proportional set size (PSS) of the grading process and all its
+   descendants, summed, sampled every 50 ms (shared pages such as the model's weights count
+   once in all).
+
+Prints a table and writes the figures as JSON (default benchmark.json). Each grading runs in a
+child process of this script: run it on a quiet machine, or read the ratios.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+REAL_SIZE = dict(n_layer=12, n_head=12, n_embd=768, n_positions=1024, vocab_size=50257)
+SEED = 20190929  # the course's seed
+SAMPLE_EVERY_S = 0.05
+
+# Run in a child: grade and print the report as JSON (rows with times, the fork server's start-up).
+_GRADE = """
+import json, sys, time
+sys.path.insert(0, sys.argv[1])
+from autograder.runner import grade
+start = time.monotonic()
+report = grade(sys.argv[2], model=sys.argv[3], device=sys.argv[4], seed=int(sys.argv[5]), results_path=sys.argv[6])
+print(json.dumps({"wall_s": time.monotonic() - start, "score": report.score, "max_score": report.max_score,
+                  "launcher": report.launcher, "notes": report.notes,
+                  "rows": [{"id": r.test.test_id, "score": r.score, "max": r.test.weight, "passed": r.passed,
+                            "seconds": r.seconds, "student_seconds": r.student_seconds, "timeout": r.test.timeout,
+                            "output": r.output[:300] if not r.passed else ""} for r in report.results]}))
+"""
+
+# Run in a child: import the checkpoint and build the reference cache, timed.
+_BUILD = """
+import json, sys, time
+sys.path.insert(0, sys.argv[1])
+from autograder import models
+from autograder.p6.reference import reference_outputs
+from autograder.rubric import data_files
+start = time.monotonic()
+model_dir = models.resolve_model(sys.argv[2])
+imported = time.monotonic()
+outputs = reference_outputs(model_dir, device=sys.argv[3], files=data_files())
+print(json.dumps({"import_s": imported - start, "cache_s": time.monotonic() - imported,
+                  "texts": len(outputs.texts), "prompts": len(outputs.prompts), "snippets": len(outputs.snippets)}))
+"""
+
+
+def build_real_size(dest: Path) -> Path:
+    """A GPT-2 of GPT-2 small's size with random weights (fixed seed) and a byte tokenizer."""
+    from autograder import models
+    if models.is_prepared(dest):
+        return dest
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+    tiny = models.resolve_model(models.TINY)
+    building = Path(tempfile.mkdtemp(prefix=".building-", dir=dest.parent if dest.parent.exists() else None))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(SEED)
+        GPT2LMHeadModel(GPT2Config(**REAL_SIZE, bos_token_id=models.EOT_ID, eos_token_id=models.EOT_ID)).save_pretrained(building)
+    for name in ("vocab.json", "merges.txt"):
+        shutil.copyfile(tiny / name, building / name)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    os.rename(building, dest)
+    return dest
+
+
+def _process_tree(root: int) -> list[int]:
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as handle:
+                    parents[int(entry)] = int(handle.read().rsplit(b")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                pass
+    tree, frontier = {root}, [root]
+    while frontier:
+        current = frontier.pop()
+        for pid, parent in parents.items():
+            if parent == current and pid not in tree:
+                tree.add(pid)
+                frontier.append(pid)
+    return sorted(tree)
+
+
+def _memory_kb(pid: int) -> tuple[int, int]:
+    """(Pss, Rss) of a process in kB; (0, 0) if it is gone."""
+    values = {}
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", "rb") as handle:
+            for line in handle:
+                key, _, rest = line.partition(b":")
+                if key in (b"Pss", b"Rss"):
+                    values[key] = int(rest.split()[0])
+    except (OSError, ValueError):
+        pass
+    return values.get(b"Pss", 0), values.get(b"Rss", 0)
+
+
+def run_measured(command: list[str], env: dict) -> tuple[dict, dict]:
+    """Run command (which prints one JSON line last); returns (its JSON, peak memory of its tree)."""
+    process = subprocess.Popen(command, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    peak = {"pss_mb": 0.0, "rss_sum_mb": 0.0, "processes": 0}
+    done = threading.Event()
+
+    def sample():
+        while not done.is_set():
+            tree = _process_tree(process.pid)
+            pss, rss = map(sum, zip(*(_memory_kb(pid) for pid in tree))) if tree else (0, 0)
+            if pss / 1024 > peak["pss_mb"]:
+                peak.update(pss_mb=round(pss / 1024, 1), rss_sum_mb=round(rss / 1024, 1), processes=len(tree))
+            done.wait(SAMPLE_EVERY_S)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    out, err = process.communicate()
+    done.set()
+    sampler.join()
+    if process.returncode != 0:
+        raise SystemExit(f"{command[:3]} failed with status {process.returncode}:\n{err[-3000:]}")
+    return json.loads(out.strip().splitlines()[-1]), peak
+
+
+def measure(model: str, *, device: str, models_root: Path, data: Path | None, seed: int) -> dict:
+    env = {**os.environ, "AUTOGRADER_MODELS": str(models_root), "PYTHONPATH": str(REPO)}
+    env.pop("AUTOGRADER_DATA_DIR", None)
+    if data is not None:
+        env["AUTOGRADER_DATA_DIR"] = str(data)
+    python = sys.executable
+    start = time.monotonic()
+    built, build_peak = run_measured([python, "-c", _BUILD, str(REPO), model, device], env)
+    built["wall_s"] = time.monotonic() - start
+    with tempfile.TemporaryDirectory() as results:
+        first, first_peak = run_measured([python, "-c", _GRADE, str(REPO), str(REPO / "reference"), model, device,
+                                          str(seed), f"{results}/first.json"], env)
+        second, peak = run_measured([python, "-c", _GRADE, str(REPO), str(REPO / "reference"), model, device,
+                                     str(seed), f"{results}/second.json"], env)
+    student = sum(r["student_seconds"] for r in second["rows"])
+    model_rows = [r for r in second["rows"] if r["id"].startswith("p6")]
+    return {
+        "model": model, "device": device, "cpu_count": os.cpu_count(),
+        "import_checkpoint_s": round(built["import_s"], 1), "reference_cache_s": round(built["cache_s"], 1),
+        "instances": {k: built[k] for k in ("texts", "prompts", "snippets")},
+        "first_grading_s": round(first["wall_s"], 1),
+        "calibration_s": round(first["wall_s"] - second["wall_s"], 1),
+        "grading_s": round(second["wall_s"], 1), "student_s": round(student, 1),
+        "overhead_s": round(second["wall_s"] - student, 1),
+        "overhead_share": round((second["wall_s"] - student) / second["wall_s"], 3),
+        "score": second["score"], "max_score": second["max_score"],
+        "lost": {r["id"]: r["output"] for r in second["rows"] if not r["passed"]},
+        "launcher": second["launcher"],
+        "peak_memory": peak, "peak_memory_cache_build": build_peak, "peak_memory_first_grading": first_peak,
+        "p6_tests": {r["id"]: {"seconds": round(r["seconds"], 2), "student_seconds": round(r["student_seconds"], 2),
+                               "timeout": round(r["timeout"], 1)} for r in model_rows},
+    }
+
+
+def _table(results: list[dict]) -> str:
+    rows = [("", *[f"{r['model_name']} ({r['device']})" for r in results])]
+    def add(label, fn):
+        rows.append((label, *[fn(r) for r in results]))
+    add("import checkpoint", lambda r: f"{r['import_checkpoint_s']} s")
+    add("reference cache build", lambda r: f"{r['reference_cache_s']} s")
+    add("calibration (first grading - later)", lambda r: f"{r['calibration_s']} s")
+    add("grading reference/", lambda r: f"{r['grading_s']} s, {r['score']:g}/{r['max_score']:g} (+extra credit)")
+    add("  in the reference's own calls", lambda r: f"{r['student_s']} s")
+    add("  overhead", lambda r: f"{r['overhead_s']} s ({r['overhead_share']:.0%} of wall)")
+    add("  fork server start-up", lambda r: f"{r['launcher'].get('start_s', '?')} s (torch {r['launcher'].get('torch_s', '?')} s, "
+                                            f"model {r['launcher'].get('model_s', '?')} s)")
+    add("peak memory, all processes (PSS)", lambda r: f"{r['peak_memory']['pss_mb']:.0f} MB in {r['peak_memory']['processes']} processes")
+    add("peak memory, cache build (PSS)", lambda r: f"{r['peak_memory_cache_build']['pss_mb']:.0f} MB")
+    add("tests that lost points", lambda r: ", ".join(r["lost"]) or "none")
+    width = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(str(cell).ljust(w) for cell, w in zip(row, width)) for row in rows]
+    for r in results:
+        lines.append(f"\n{r['model_name']} ({r['device']}), P6 tests: seconds / in the reference's calls / time limit")
+        lines += [f"  {test:<26} {t['seconds']:7.2f} {t['student_seconds']:7.2f} {t['timeout']:7.1f}"
+                  for test, t in r["p6_tests"].items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--skip-tiny", action="store_true", help="measure the real-size model only")
+    parser.add_argument("--skip-real-size", action="store_true", help="measure the tiny model only")
+    parser.add_argument("--data", type=Path, default=None,
+                        help="the course's data files (AUTOGRADER_DATA_DIR), e.g. ../shared/data/course")
+    parser.add_argument("--seed", type=int, default=1, help="seed of the gradings (default 1)")
+    parser.add_argument("--out", type=Path, default=Path("benchmark.json"))
+    args = parser.parse_args(argv)
+    from autograder import models
+    plans = []
+    if not args.skip_real_size:
+        plans.append(("gpt2-small-random", str(build_real_size(models.models_root() / "benchmark" / "gpt2-small-random"))))
+    if not args.skip_tiny:
+        plans.append(("tiny", "tiny"))
+    results = []
+    for name, model in plans:
+        with tempfile.TemporaryDirectory(prefix="autograder-benchmark-") as root:
+            os.chmod(root, 0o755)  # the sandbox's user reads the model folders in it
+            print(f"measuring {name} on {args.device} ...", file=sys.stderr, flush=True)
+            results.append({"model_name": name, **measure(model, device=args.device, models_root=Path(root),
+                                                             data=args.data, seed=args.seed)})
+    print(_table(results))
+    args.out.write_text(json.dumps({"machine": {"cpu_count": os.cpu_count(), "python": sys.version.split()[0]},
+                                    "results": results}, indent=1))
+    print(f"\nwritten to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
