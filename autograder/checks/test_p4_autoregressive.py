@@ -29,7 +29,6 @@ FORM_HINT = ("return {'mu1': float, 'sigma1': float > 0, 'mu2': f, 'sigma2': g} 
              "x1 and return one float, the same one every time, with g(x1) > 0 for every x1.")
 MARGINAL_FIX = ("Make the x2-marginal a mixture that no single Gaussian matches, e.g. mu2(x1) = 0 for x1 <= 0 and 4 "
                 "otherwise, sigma2 = 0.5, x1 ~ N(0, 1): two bumps.")
-P4_TV_PASS = 0.005  # reference/closed_forms.P4_TV_THRESHOLD, for feedback (that module imports SymPy)
 
 
 @pytest.mark.graded("p4_same_space")
@@ -137,7 +136,7 @@ def test_counterexample_form(student, rng, outcome):
                  f"sigma2 > 0 at all {points.size} points tried (each called twice).")
 
 
-def marginal_hint(mixture, gap) -> str:
+def marginal_hint(mixture, gap, threshold: float) -> str:
     """Why a marginal came out Gaussian (or too close to one), from mu2 and sigma2 at the nodes."""
     x1, weights, means = mixture.x1, mixture.weights, mixture.means
     raw_sds = np.sqrt(np.maximum(mixture.sds**2 - mixture.smoothing**2, 0.0))
@@ -162,7 +161,7 @@ def marginal_hint(mixture, gap) -> str:
                     f"passes): structure finer than that, such as many narrow spikes, does not count.")
     return ("mu2 and sigma2 are not linear and constant, but the x2-marginal they give is still within total variation "
             f"{gap.tv:.3g} of a Gaussian: its departure is too small to certify (the pass mark is "
-            f"{P4_TV_PASS:g}).{smoothed} " + MARGINAL_FIX)
+            f"{threshold:g}).{smoothed} " + MARGINAL_FIX)
 
 
 @pytest.mark.graded("p4_counterexample_marginal")
@@ -192,5 +191,5 @@ def test_counterexample_marginal_is_not_gaussian(student, outcome):
             got=f"a model whose x2-marginal is Gaussian, or too close to one to tell: {described}",
             expected=f"a marginal at least {closed_forms.P4_TV_THRESHOLD} in total variation (after the error) from "
                      f"the Gaussian with its mean and variance; no reverse model can produce such a marginal",
-            hint=marginal_hint(mixture, gap)))
+            hint=marginal_hint(mixture, gap, closed_forms.P4_TV_THRESHOLD)))
     outcome.note(f"Not Gaussian: {described} > {closed_forms.P4_TV_THRESHOLD}.")

@@ -8,7 +8,7 @@ matching seeded text.
   all kept; a row already half -1e10; k = V; k = 0, unchanged as in the course's code). Kept
   entries come back unchanged, masked ones ≤ -1e9 (-1e10 in the course). Feedback names k − 1
   or k + 1 tokens kept, dropped ties and k = 0. The filter is given in the starter code, so the
-  row also needs one call of sample() to succeed (the template gets nothing for it).
+  row also needs one call of sample() to run without an error (the template gets nothing for it).
 - p6c_support: every token drawn in seeded runs of SUPPORT_LENGTH steps is among the k most
   likely at its step. The student's sequences are replayed through the model, without a cache,
   in a fresh child that never imports student code (``clean_process``), so the verdict cannot
@@ -376,10 +376,11 @@ def test_top_k_logits(student, reference, rng, outcome):
     probability 0 either way); the output a float tensor or array of shape (1, V).
 
     p6c's points are for sample(), and top_k_logits comes with the course's starter code: this row
-    also needs one call of sample() to return a well-formed sequence, so a template whose sample
-    is not written gets nothing for the filter it was given."""
+    also needs one call of sample() to run without an error (what it returns is p6c_form's
+    business), so a template whose sample is not written gets nothing for the filter it was given."""
     vocab_size, k = reference.config["vocab_size"], reference.config["top_k"]
-    run_samples(student, reference, [(reference.prompt("prompt-one-token"), 1, None)], rng)
+    student.harness("p6_sample", rng_seed=_seed(rng), cases=[
+        {"prompt": list(reference.prompt("prompt-one-token").tokens), "length": 1, "temperature": None}])
     cases = top_k_cases(rng, vocab_size, k)
     answers = student.harness("p6_top_k", cases=[{"logits": logits, "k": kk} for _, logits, kk in cases])
     for (description, logits, kk), entry in zip(cases, answers):
