@@ -106,14 +106,29 @@ class GradingPlugin:
     """Scores one submission: rubric in, one TestResult per rubric test out."""
 
     def __init__(self, *, tests: list[GradedTest], sandbox: Sandbox, seed: int, data_files: dict | None = None,
-                 reference_seconds: dict | None = None, time_budget_s: float | None = None):
-        """time_budget_s: wall-clock seconds for the whole run; a test that starts with less left
-        than its own limit gets what is left (so a run of slow tests still writes every row)."""
+                 reference_seconds: dict | None = None, time_budget_s: float | None = None,
+                 not_graded: dict[str, str] | None = None, hints: dict[str, str] | None = None, on_result=None,
+                 left_out: set[str] | frozenset = frozenset()):
+        """tests: the rubric tests of this run.
+        time_budget_s: wall-clock seconds for the whole run; a test that starts with less left
+            than its own limit gets what is left (so a run of slow tests still writes every row).
+        left_out: ids of rubric tests this run leaves out on purpose (``--part``): their checks
+            are skipped without complaint.
+        not_graded: test id -> why the grader cannot grade it in this run (e.g. no model for
+            P6); those checks do not run, and their rows say why (a grader fault, no points).
+        hints: a problem file name -> a line added to the feedback of tests that failed because
+            that file is missing ("did you mean P3_param_counts.py?").
+        on_result: called with each TestResult as soon as its test finishes (live output).
+        """
         self.tests = {t.test_id: t for t in tests}
         self.sandbox = sandbox
         self.seed = seed
         self.settings = RunSettings(sandbox.model_dir, sandbox.device, dict(data_files or {}),
                                     dict(reference_seconds or {}))
+        self.not_graded = dict(not_graded or {})
+        self.hints = dict(hints or {})
+        self.on_result = on_result
+        self.left_out = set(left_out)
         self.results: dict[str, TestResult] = {}
         self.problems: list[str] = []  # grader configuration problems found at collection
         self.deadline = None if time_budget_s is None else time.monotonic() + time_budget_s
@@ -128,8 +143,12 @@ class GradingPlugin:
         for item in items:
             marker = item.get_closest_marker("graded")
             test_id = marker.args[0] if marker and marker.args else None
+            if test_id in self.left_out:
+                continue
             if test_id not in self.tests:
                 self.problems.append(f"{item.nodeid}: {'no @graded marker' if test_id is None else f'{test_id!r} is not in the rubric'}")
+                continue
+            if test_id in self.not_graded:
                 continue
             if test_id in seen:
                 self.problems.append(f"{item.nodeid}: {test_id!r} is already scored by {seen[test_id]}")
@@ -229,29 +248,43 @@ class GradingPlugin:
         if report.passed:
             fraction = min(max(float(outcome.fraction), 0.0), 1.0)
             text = "\n".join(outcome.notes) or "Correct."
-            self.results[test.test_id] = TestResult(test, round(test.weight * fraction, 6), fraction == 1.0, text)
+            result = TestResult(test, round(test.weight * fraction, 6), fraction == 1.0, text)
         else:
-            self.results[test.test_id] = TestResult(test, 0.0, False, self._failure_text(call.excinfo, outcome))
+            text, fault = self._failure_text(call.excinfo, outcome)
+            result = TestResult(test, 0.0, False, text, grader_fault=fault)
+        self.results[test.test_id] = result
+        if self.on_result is not None:
+            self.on_result(result)
         return report
 
-    def _failure_text(self, excinfo, outcome: Outcome) -> str:
+    def _failure_text(self, excinfo, outcome: Outcome) -> tuple[str, bool]:
+        """The feedback for a failed check, and whether the grader (not the student) is to blame."""
         if excinfo is None:
-            return "The check did not run."
-        error = excinfo.value
+            return "The check did not run.", True
+        error, fault = excinfo.value, False
         if isinstance(error, CheckFailed):
             text = str(error)
         elif isinstance(error, StudentCodeError) and error.kind != "internal":
             text = error.feedback()
+            if error.kind == "missing_file":
+                text = "\n".join([text, *(hint for name, hint in self.hints.items() if f"submission/{name} " in text)])
         elif isinstance(error, pytest.skip.Exception):
             text = f"Not graded here: {error.msg}"
         else:  # a bug in the grader, not in the submission: say so plainly
             detail = error.message if isinstance(error, StudentCodeError) else \
                 "".join(traceback.format_exception_only(type(error), error)).strip()
             text = f"Internal grader error (not a fault of your submission; please tell the course staff): {detail}"
-        return "\n".join([*outcome.notes, text])
+            fault = True
+        return "\n".join([*outcome.notes, text]), fault
 
     def rows(self) -> list[TestResult]:
         """One result per rubric test, in rubric order; tests that did not run get zero and why."""
         why = "; ".join(self.problems) or "no check implements this rubric test"
-        return [self.results.get(t.test_id) or TestResult(t, 0.0, False, f"Not graded (grader configuration): {why}")
-                for t in self.tests.values()]
+        rows = []
+        for t in self.tests.values():
+            if t.test_id in self.not_graded:
+                rows.append(TestResult(t, 0.0, False, f"Not graded: {self.not_graded[t.test_id]}", grader_fault=True))
+            else:
+                rows.append(self.results.get(t.test_id) or
+                            TestResult(t, 0.0, False, f"Not graded (grader configuration): {why}", grader_fault=True))
+        return rows

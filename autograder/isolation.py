@@ -20,7 +20,7 @@ import ctypes
 import fcntl
 import os
 import pwd
-import resource
+import shutil
 import signal
 import time
 from dataclasses import dataclass, field
@@ -84,11 +84,35 @@ def allocate_identity() -> Identity:
         except BlockingIOError:
             os.close(fd)
             continue
-        uid = user.pw_uid if slot == 0 else POOL_BASE + slot
-        identity = Identity(uid, user.pw_gid, user.pw_name if slot == 0 else f"{user.pw_name}+{slot}", fd)
+        # Slot i > 0 is a bare uid and gid of its own: one run's private files (group-readable by
+        # its slot's gid) are out of reach of every other run's children.
+        uid, gid = (user.pw_uid, user.pw_gid) if slot == 0 else (POOL_BASE + slot, POOL_BASE + slot)
+        identity = Identity(uid, gid, user.pw_name if slot == 0 else f"{user.pw_name}+{slot}", fd)
         sweep(root_pid=-1, identity=identity, marker="")  # leftovers of a run that died holding the slot
+        if _live_processes_of(uid):  # something of it outlived even that: never reuse the slot
+            os.close(fd)
+            continue
+        clean_shared_folders(identity)
         return identity
-    raise RuntimeError(f"all {POOL_SIZE} sandbox slots are in use by other grading runs")
+    raise RuntimeError(f"all {POOL_SIZE} sandbox slots are in use by other grading runs (or hold processes "
+                       f"that could not be killed)")
+
+
+RUNS_FOLDER = Path("/run/autograder")  # as root: out of /tmp, which children get a private one of
+
+
+def runs_folder() -> str | None:
+    """Where a grading run's private folder goes: as root, RUNS_FOLDER (owner-only listing),
+    so that a child's private /tmp does not hide it and other users cannot list runs; else the
+    system's temporary folder (None)."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        RUNS_FOLDER.mkdir(mode=0o711, parents=True, exist_ok=True)
+        os.chmod(RUNS_FOLDER, 0o711)
+        return str(RUNS_FOLDER)
+    except OSError:
+        return None
 
 
 def release_identity(identity: Identity) -> None:
@@ -119,6 +143,7 @@ class Limits:
         AUTOGRADER_CHILD_MEMORY_MB (0 for unlimited), else 4096.
     file_size_mb: largest file the child may write (stdout's log included).
     open_files: file descriptors the child may hold.
+    scratch_mb: see the field.
     processes: processes and threads of the sandbox user (RLIMIT_NPROC; only with a separate
         user, since it counts every process of the user).
     """
@@ -127,6 +152,8 @@ class Limits:
     file_size_mb: int = 16
     open_files: int = 256
     processes: int = 512
+    scratch_mb: int = 64
+    """Size of each private /tmp, /var/tmp and /dev/shm, where the child has them (namespaces)."""
 
 
 def make_preexec(identity: Identity, limits: Limits, cpu_seconds: int):
@@ -146,29 +173,83 @@ def hand_over(path: Path, identity: Identity) -> None:
     os.chmod(path, 0o700)
 
 
-def protect(paths, identity: Identity) -> None:
+def protect(paths, identity: Identity) -> list[str]:
     """Make the grader's folders and files unreadable to the sandbox user (owner access only).
-    Only the paths given change: never pass a shared folder such as /tmp."""
+    Only the paths given change: never pass a shared folder such as /tmp. Returns the paths
+    that could not be changed (a read-only filesystem), with why."""
     if not identity.separate:
-        return
+        return []
+    failed = []
     for path in paths:
         path = Path(path)
-        if path.exists():
-            os.chmod(path, path.stat().st_mode & 0o700)
+        try:
+            if path.exists() and path.stat().st_mode & 0o077:
+                os.chmod(path, path.stat().st_mode & 0o700)
+        except OSError as error:
+            failed.append(f"{path} ({error.strerror})")
+    return failed
+
+
+def _threads_alive(pid: int) -> bool:
+    """Whether any thread of the process is still running: a thread-group leader that exited
+    alone (the raw exit syscall) shows as a zombie while its other threads run on."""
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/stat", "rb") as handle:
+                if handle.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X"):
+                    return True
+    except (OSError, IndexError):
+        pass
+    return False
 
 
 def _processes():
-    """(pid, ppid, uid, zombie) of every process visible in /proc."""
+    """(pid, ppid, uid, dead) of every process visible in /proc; dead: a zombie whose threads
+    have all exited (only waiting to be reaped)."""
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             with open(f"/proc/{entry}/status", "rb") as handle:
                 fields = dict(line.split(b":", 1) for line in handle.read().splitlines() if b":" in line)
+            zombie = fields[b"State"].strip().startswith(b"Z")
             yield (int(entry), int(fields[b"PPid"]), int(fields[b"Uid"].split()[0]),
-                   fields[b"State"].strip().startswith(b"Z"))
+                   zombie and not _threads_alive(int(entry)))
         except (OSError, ValueError, KeyError):
             continue
+
+
+def _live_processes_of(uid: int) -> list[int]:
+    return [pid for pid, _, owner, dead in _processes() if owner == uid and not dead]
+
+
+SHARED_FOLDERS = ("/tmp", "/var/tmp", "/dev/shm")  # world-writable: where a child without a private /tmp writes
+
+
+def clean_shared_folders(identity: Identity) -> int:
+    """Delete what the sandbox user left in the world-writable folders (a child without a
+    private /tmp writes there); returns how many entries were removed. Only with a separate
+    user, whose files are the sandbox's by definition."""
+    if not identity.separate:
+        return 0
+    removed = 0
+    for folder in SHARED_FOLDERS:
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                if entry.stat(follow_symlinks=False).st_uid != identity.uid:
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path, ignore_errors=True)
+                else:
+                    os.unlink(entry.path)
+                removed += 1
+            except OSError:
+                continue
+    return removed
 
 
 def _carries_marker(pid: int, marker: str) -> bool:
@@ -191,9 +272,10 @@ def sweep(*, root_pid: int, identity: Identity, marker: str, whole_user: bool = 
     me = os.getpid()
     for _ in range(rounds):
         table = list(_processes())
-        # Zombies are dead already; those reparented to us are reaped so none is left behind.
-        _reap([pid for pid, ppid, _, zombie in table if zombie and ppid == me])
-        table = [(pid, ppid, uid) for pid, ppid, uid, zombie in table if not zombie]
+        # Dead zombies are gone already; those reparented to us are reaped so none is left behind.
+        # (A zombie leader whose other threads still run is alive: it is killed like the rest.)
+        _reap([pid for pid, ppid, _, dead in table if dead and ppid == me])
+        table = [(pid, ppid, uid) for pid, ppid, uid, dead in table if not dead]
         if identity.separate and whole_user:
             targets = {pid for pid, _, uid in table if uid == identity.uid}
         else:
@@ -238,30 +320,49 @@ def _reap(pids) -> None:
             time.sleep(0.01)
 
 
-def prepare_sandbox_user() -> str:
+def prepare_sandbox_user(trusted=()) -> str:
     """Set-up step for root (run by setup.sh): create ``SANDBOX_USER`` if missing, let it reach
     the Python interpreter and the model folders (an interpreter or checkout under /root, as
     pyenv installs it, sits behind a 0700 folder: their ancestors get o+x, traverse only, no
-    listing), and check that it can start the child's Python. Returns a one-line report."""
+    listing), check that it can start the child's Python (in a slot of its own, so a grading
+    running at the same time cannot disturb the check), and make the ``trusted`` folders (the
+    grader, the reference, the tests) readable by their owner only. Returns a one-line report."""
     import subprocess
     import sys
     if os.geteuid() != 0:
         return (f"sandbox: not root, so student code will run as {pwd.getpwuid(os.geteuid()).pw_name} "
                 "(see the README's threat model)")
     try:
-        pwd.getpwnam(SANDBOX_USER)
+        user = pwd.getpwnam(SANDBOX_USER)
     except KeyError:
         subprocess.run(["useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
                         "--shell", "/usr/sbin/nologin", SANDBOX_USER], check=True)
+        user = pwd.getpwnam(SANDBOX_USER)
     from .models import models_root  # the model folders children load for P6
     for prefix in {sys.prefix, sys.base_prefix, os.path.realpath(sys.executable), str(models_root())}:
         path = Path(prefix)
         for folder in [path, *path.parents]:
             if folder.is_dir() and not folder.stat().st_mode & 0o001:
                 os.chmod(folder, folder.stat().st_mode | 0o001)
-    identity = child_identity()
-    probe = subprocess.run([sys.executable, "-I", "-B", "-c", "import numpy"], capture_output=True, text=True,
-                           preexec_fn=make_preexec(identity, Limits(), 30), cwd="/", timeout=120)
+    identity = allocate_identity()  # a slot of its own: a grading running now must not kill the probe
+    try:
+        probe = subprocess.run([sys.executable, "-I", "-B", "-c", "import numpy, os; print(os.readlink('/proc/self/ns/net'))"],
+                               capture_output=True, text=True, preexec_fn=make_preexec(identity, Limits(), 30),
+                               cwd="/", timeout=120)
+    finally:
+        sweep(root_pid=-1, identity=identity, marker="")
+        release_identity(identity)
     if probe.returncode != 0:
-        raise RuntimeError(f"the sandbox user {identity.name} cannot run {sys.executable}: {probe.stderr.strip()[-500:]}")
-    return f"sandbox: student code runs as {identity.name} (uid {identity.uid}), without network"
+        how = (f"was killed by {signal.Signals(-probe.returncode).name}" if probe.returncode < 0
+               else f"exited with status {probe.returncode}")
+        cause = ("; is every folder above the interpreter traversable (o+x) and the venv readable by others?"
+                 if probe.returncode > 0 else "; was another process killing the sandbox user's processes?")
+        raise RuntimeError(f"the sandbox user {identity.name} cannot run {sys.executable}: the probe {how}"
+                           f"{cause} {probe.stderr.strip()[-500:]}".rstrip())
+    unprotected = protect(trusted, Identity(user.pw_uid, user.pw_gid, user.pw_name))
+    network = ("without network" if probe.stdout.strip() != os.readlink("/proc/self/ns/net")
+               else "WITH network (this system refuses a network namespace)")
+    guarded = ("the grader's folders and the course data are readable by their owner only" if not unprotected else
+               f"could not make owner-only: {', '.join(unprotected)} (children still cannot see them where the "
+               f"system allows namespaces)")
+    return f"sandbox: student code runs as {user.pw_name} (a uid per concurrent grading), {network}; {guarded}"

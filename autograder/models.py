@@ -74,6 +74,9 @@ def is_prepared(model_dir: Path) -> bool:
     return (model_dir / CONFIG_FILE).is_file() and (model_dir / WEIGHTS_FILE).is_file()
 
 
+FINGERPRINTS_FILE = ".fingerprints.json"  # in models_root(): fingerprints by file identity
+
+
 def fingerprint(model_dir: Path) -> str:
     """First 16 hex digits of a sha256 over config.json and the weight files' bytes.
 
@@ -81,6 +84,10 @@ def fingerprint(model_dir: Path) -> str:
     any top-level *.safetensors / *.bin files (e.g. pytorch_model.bin), hashed in name order.
     Each file's name and size are hashed before its bytes, so no two file sets collide by
     concatenation. Raises FileNotFoundError when config.json or every weight file is missing.
+
+    Hashing GPT-2 small's 500 MB takes a second or more, and a grading asks several times: the
+    result is remembered in models_root()/.fingerprints.json under the files' identity (path,
+    device, inode, size, modification time in ns), which any change to a file changes.
     """
     model_dir = Path(model_dir)
     weights = sorted(p for p in model_dir.iterdir()
@@ -88,8 +95,46 @@ def fingerprint(model_dir: Path) -> str:
     if not (model_dir / CONFIG_FILE).is_file() or not weights:
         raise FileNotFoundError(f"{model_dir}: needs config.json and model.safetensors (or "
                                 f"pytorch_model.bin) to be a GPT-2 checkpoint folder")
+    files = [model_dir / CONFIG_FILE, *weights]
+    identity = json.dumps([_file_identity(p) for p in files])
+    remembered = _remembered_fingerprints()
+    if identity in remembered:
+        return remembered[identity]
+    value = _hash_files(files)
+    _remember_fingerprint(identity, value)
+    return value
+
+
+def _file_identity(path: Path) -> list:
+    info = path.stat()
+    return [str(path.resolve()), info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns]
+
+
+def _remembered_fingerprints() -> dict:
+    try:
+        data = json.loads((models_root() / FINGERPRINTS_FILE).read_text(encoding="utf-8"))
+        return data if type(data) is dict else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _remember_fingerprint(identity: str, value: str) -> None:
+    """Add to the remembered fingerprints (atomically; a lost race only costs a later hash)."""
+    root = models_root()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        data = {**_remembered_fingerprints(), identity: value}
+        handle, temporary = tempfile.mkstemp(prefix=".fingerprints-", dir=root)
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            json.dump(dict(list(data.items())[-200:]), out)
+        os.replace(temporary, root / FINGERPRINTS_FILE)
+    except OSError:
+        pass
+
+
+def _hash_files(files: list[Path]) -> str:
     digest = hashlib.sha256()
-    for path in [model_dir / CONFIG_FILE, *weights]:
+    for path in files:
         digest.update(f"{path.name}\0{path.stat().st_size}\0".encode())
         with path.open("rb") as f:
             for chunk in iter(lambda: f.read(1 << 20), b""):

@@ -31,6 +31,8 @@ class TestResult:
     score: points earned, between 0 and test.weight.
     passed: whether the check passed in full.
     output: feedback for the student.
+    grader_fault: the row could not be graded because of the grader (internal error, model
+        unavailable); the submission is not to blame.
     """
 
     test: GradedTest
@@ -41,6 +43,8 @@ class TestResult:
     """Wall-clock seconds the check took."""
     student_seconds: float = 0.0
     """Of those, seconds spent inside student code (as the child processes report it)."""
+    grader_fault: bool = False
+    """Not graded because of the grader (an internal error, no model), not the student."""
 
     @property
     def status(self) -> str:
@@ -57,6 +61,10 @@ class GradingReport:
     device: torch device of the child processes.
     execution_time: wall-clock seconds of the run.
     notes: lines for the top-level output (layout of the upload, seed, model).
+    status: ``graded``; ``rejected`` (the upload cannot be graded: no Python files, several
+        submissions, …); or ``grader_error`` (some rows could not be graded because of the grader).
+    not_run: tests of the rubric left out of this run (``--part``, hidden tests in a self-check),
+        so the summary can count them.
     """
 
     results: list[TestResult]
@@ -68,6 +76,8 @@ class GradingReport:
     launcher: dict = field(default_factory=dict)
     """What the run's fork server reported at start-up (seconds to import torch and map the
     model, its address space): for timing reports, never shown to students."""
+    status: str = "graded"
+    not_run: list[GradedTest] = field(default_factory=list)
 
     @property
     def score(self) -> float:
@@ -75,7 +85,16 @@ class GradingReport:
 
     @property
     def max_score(self) -> float:
+        """Points of the assignment's total (extra credit comes on top)."""
         return round(sum(r.test.weight for r in self.results if not r.test.extra_credit), 6)
+
+    @property
+    def extra_credit_score(self) -> float:
+        return round(sum(r.score for r in self.results if r.test.extra_credit), 6)
+
+    @property
+    def extra_credit_max(self) -> float:
+        return round(sum(r.test.weight for r in self.results if r.test.extra_credit), 6)
 
 
 def _clip(text: str, limit: int) -> str:
@@ -93,14 +112,24 @@ def results_json(report: GradingReport) -> dict:
         "output": _clip(r.output, OUTPUT_LIMIT),
         "output_format": "text",
         "visibility": r.test.visibility,
-        "tags": [r.test.part],
+        "tags": [r.test.part, *(["extra credit"] if r.test.extra_credit else [])],
     } for r in report.results]
     data = {
         "score": report.score,
         "execution_time": int(round(report.execution_time)),
-        "output": "\n".join(report.notes),
+        "output": "\n".join([*report.notes, total_line(report)]),
         "output_format": "text",
         "stdout_visibility": "hidden",
+        "extra_data": {  # Gradescope stores this; `batch` reads the status
+            "status": report.status,
+            "max_score": report.max_score,
+            "extra_credit_score": report.extra_credit_score,
+            "extra_credit_max": report.extra_credit_max,
+            "seed": report.seed,
+            "model": report.model,
+            "device": report.device,
+            "tests_not_run": [t.title for t in report.not_run],
+        },
         "tests": tests,
     }
     per_test = OUTPUT_LIMIT
@@ -108,32 +137,138 @@ def results_json(report: GradingReport) -> dict:
         per_test //= 2
         for row, r in zip(tests, report.results):
             row["output"] = _clip(r.output, per_test)
+    if len(json.dumps(data)) > RESULTS_LIMIT:  # then the run's own notes
+        data["output"] = _clip(data["output"], 2000)
     return data
 
 
-def write_results(report: GradingReport, path: Path | str) -> Path:
-    """Write results.json atomically (a reader never sees half a file)."""
+def write_atomically(path: Path | str, data: bytes | str) -> Path:
+    """Write ``path`` so that a reader never sees half a file (a temporary file in the same
+    folder, then a rename); an interrupted write leaves neither file behind."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".results-", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(results_json(report), handle, indent=1)
-    os.replace(tmp, path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data.encode("utf-8") if isinstance(data, str) else data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return path
 
 
-def failure_report(tests: list[GradedTest], message: str, *, execution_time: float = 0.0) -> GradingReport:
-    """A report for a run that could not grade: zero for every test, and a row saying why."""
-    rows = [TestResult(GRADER_ROW, 0.0, False, message)]
-    rows += [TestResult(t, 0.0, False, f"Not graded: {message.splitlines()[0]}") for t in tests]
-    return GradingReport(results=rows, execution_time=execution_time, notes=[message])
+def reserve_results(path: Path | str) -> Path | None:
+    """Reserve the disk space results.json needs, before grading: a hidden file beside it with
+    RESULTS_LIMIT + 64 KiB allocated (posix_fallocate), which write_results fills, so that the
+    results can be written even if student code filled the disk meanwhile (where the sandbox
+    cannot give it a private /tmp). None if the space cannot be reserved."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, reserved = tempfile.mkstemp(prefix=".results-reserved-", dir=path.parent)
+    except OSError:
+        return None
+    try:
+        os.posix_fallocate(fd, 0, RESULTS_LIMIT + (64 << 10))
+    except OSError:
+        os.close(fd)
+        os.unlink(reserved)
+        return None
+    os.close(fd)
+    return Path(reserved)
+
+
+def write_results(report: GradingReport, path: Path | str, *, reserved: Path | None = None) -> Path:
+    """Write results.json atomically (a reader never sees half a file): into ``reserved`` (from
+    reserve_results) when given, else a new temporary file, then renamed into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(results_json(report), indent=1).encode()
+    if reserved is not None and reserved.is_file():
+        try:
+            with open(reserved, "r+b") as handle:  # overwrite in place: no new blocks needed
+                handle.write(text)
+                handle.truncate(len(text))
+            os.replace(reserved, path)
+        except BaseException:
+            reserved.unlink(missing_ok=True)
+            raise
+        return path
+    return write_atomically(path, text)
+
+
+def failure_report(tests: list[GradedTest], message: str, *, execution_time: float = 0.0,
+                   status: str = "grader_error") -> GradingReport:
+    """A report for a run that could not grade: zero for every test, and a row saying why.
+    status: ``rejected`` when the upload is to blame, ``grader_error`` when the grader is."""
+    fault = status == "grader_error"
+    rows = [TestResult(GRADER_ROW, 0.0, False, message, grader_fault=fault)]
+    rows += [TestResult(t, 0.0, False, f"Not graded: {message.splitlines()[0]}", grader_fault=fault) for t in tests]
+    return GradingReport(results=rows, execution_time=execution_time, notes=[message], status=status)
+
+
+def _total_explained(report: GradingReport) -> str:
+    """What the total is made of: extra credit, and tests left out of the run."""
+    parts = []
+    if report.extra_credit_max:
+        parts.append(f"{report.score - report.extra_credit_score:g} + {report.extra_credit_score:g} extra credit; "
+                     f"extra-credit tests add up to {report.extra_credit_max:g} points on top of {report.max_score:g}")
+    if report.not_run:
+        parts.append(f"{len(report.not_run)} other tests ({sum(t.weight for t in report.not_run):g} points) not run here")
+    return f" ({'; '.join(parts)})" if parts else ""
+
+
+def total_line(report: GradingReport) -> str:
+    """``Total: 46/40 (40 + 6 extra credit; …)``."""
+    return f"Total: {report.score:g}/{report.max_score:g}{_total_explained(report)}"
+
+
+@dataclass
+class TablePrinter:
+    """The terminal table, printed a row at a time as tests finish (``row``), then ``finish``.
+
+    tests: the rubric tests of the run (for the column width).
+    stream: where to print (the real stdout, captured before pytest runs).
+    feedback: print each failure's feedback, as Gradescope shows it, under its row.
+    """
+
+    tests: list[GradedTest]
+    stream: object
+    feedback: bool = False
+    _shown: set = field(default_factory=set)
+
+    def __post_init__(self):
+        self.width = max([len(t.label) for t in self.tests] + [10])
+
+    def _print(self, text: str) -> None:
+        print(text, file=self.stream, flush=True)
+
+    def header(self) -> None:
+        self._print(f"{'part':<6}  {'test':<{self.width}}  {'score/max':>11}  status")
+
+    def row(self, result: TestResult) -> None:
+        if result.test.test_id in self._shown:
+            return
+        self._shown.add(result.test.test_id)
+        status = "grader error" if result.grader_fault else result.status
+        self._print(f"{result.test.part:<6}  {result.test.label:<{self.width}}  "
+                    f"{result.score:>5g}/{result.test.weight:<5g}  {status}")
+        if self.feedback and not result.passed and not result.output.startswith("Not graded"):  # said once elsewhere
+            self._print("\n".join(("        | " + line).rstrip() for line in result.output.rstrip().splitlines()))
+
+    def finish(self, report: GradingReport) -> None:
+        for result in report.results:  # rows that never ran (a grader problem, a rejected upload)
+            self.row(result)
+        self._print(f"{'total':<6}  {'':<{self.width}}  {report.score:>5g}/{report.max_score:<5g}"
+                    f"{_total_explained(report)}")
 
 
 def format_table(report: GradingReport) -> str:
     """The terminal summary: part, test, score/max and status per row, then the total."""
-    width = max([len(r.test.name) for r in report.results] + [10])
-    lines = [f"{'part':<6}  {'test':<{width}}  {'score/max':>11}  status"]
-    for r in report.results:
-        lines.append(f"{r.test.part:<6}  {r.test.name:<{width}}  {r.score:>5g}/{r.test.weight:<5g}  {r.status}")
-    lines.append(f"{'total':<6}  {'':<{width}}  {report.score:>5g}/{report.max_score:<5g}")
-    return "\n".join(lines)
+    import io
+    out = io.StringIO()
+    printer = TablePrinter([r.test for r in report.results], out)
+    printer.header()
+    printer.finish(report)
+    return out.getvalue().rstrip("\n")

@@ -152,8 +152,19 @@ class GradedTest:
         return self.part in MODEL_PARTS
 
     @property
+    def label(self) -> str:
+        """The name as tables show it: extra-credit tests say so."""
+        return f"{self.name} (extra credit)" if self.extra_credit else self.name
+
+    @property
     def title(self) -> str:
-        return f"[{self.part}] {self.name}"
+        """The results.json name, ``[<part>] <label>``."""
+        return f"[{self.part}] {self.label}"
+
+    @property
+    def hidden(self) -> bool:
+        """Whether a student does not see this test's outcome before the due date/publication."""
+        return self.visibility != "visible"
 
 
 def _where(error: jsonschema.ValidationError) -> str:

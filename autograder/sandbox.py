@@ -35,24 +35,22 @@ from pathlib import Path
 from . import isolation
 from .child import codec
 from .isolation import Identity, Limits
+from .uploads import EXPECTED_FILES, SubmissionError, locate_submission  # noqa: F401 (re-exported)
+from .uploads import read_upload_file, submission_files
 
 CHILD_PACKAGE = "_agchild"  # the name autograder/child is copied under, next to the submission
 OUTPUT_LIMIT = 4096        # bytes of a child's stdout/stderr kept for feedback
 RESPONSE_LIMIT = 256 << 20  # bytes of one response line
 SUBMISSION_FILE_LIMIT = 200
 SUBMISSION_BYTES_LIMIT = 5 << 20
-# Python files of the problem set: used to recognise loose uploads.
-EXPECTED_FILES = (
-    "p1_mle_kl.py", "p2_gaussian_softmax.py", "p3_param_counts.py", "p4_autoregressive.py",
-    "p5_monte_carlo.py", "p6_gpt2_counts.py", "sample.py", "likelihood.py", "classifier.py",
-)
 _LAUNCHER_BOOT = (f"import sys; sys.path.append(sys.argv[1]); from {CHILD_PACKAGE}.launcher import main; "
                   f"main(sys.argv[2:])")
 LAUNCHER_START_LIMIT_S = 600.0  # importing torch and mapping the model; minutes only on a cold, busy machine
 
 
-class SubmissionError(Exception):
-    """The upload cannot be graded at all (no Python files, too large); the message says why."""
+# What a child may report (child/main.py); "internal" is believed only from a clean child.
+CHILD_ERROR_KINDS = frozenset({"missing_file", "import", "missing_function", "exception", "bad_return",
+                               "bad_request", "internal"})
 
 
 class StudentCodeError(Exception):
@@ -78,48 +76,34 @@ class StudentCodeError(Exception):
         return "\n\n".join(parts)
 
 
-def locate_submission(upload: Path) -> tuple[Path, str]:
-    """The folder holding the submission's files, and how it was found.
-
-    Accepts ``upload/submission/``, a ``submission/`` folder nested up to three levels deep
-    (e.g. ``src/submission``), ``upload`` itself when it is named ``submission``, or the files
-    uploaded loose in ``upload``.
-    """
-    upload = Path(upload)
-    if not upload.is_dir():
-        raise SubmissionError(f"{upload} is not a folder")
-    if (upload / "submission").is_dir():
-        return upload / "submission", "submission/ package"
-    for depth in range(1, 4):
-        for candidate in sorted(upload.glob("/".join(["*"] * depth) + "/submission")):
-            if candidate.is_dir() and "__MACOSX" not in candidate.parts and any(candidate.glob("*.py")):
-                return candidate, f"{candidate.relative_to(upload)}/ package"
-    if any((upload / name).is_file() for name in EXPECTED_FILES) or any(upload.glob("*.py")):
-        return upload, "files uploaded loose"
-    raise SubmissionError(f"no Python files found in the upload ({upload}); expected a submission/ "
-                          f"folder or the files {', '.join(EXPECTED_FILES[:3])}, …")
-
-
-def copy_submission(source: Path, dest: Path) -> list[str]:
-    """Copy the ``.py`` files of ``source`` (recursively, skipping caches) into the package
-    folder ``dest``, adding ``__init__.py`` if missing. Returns the copied relative paths."""
-    files = [p for p in sorted(source.rglob("*.py"))
-             if "__pycache__" not in p.parts and "__MACOSX" not in p.parts and p.is_file() and not p.is_symlink()]
+def copy_submission(source: Path, dest: Path) -> tuple[list[str], list[str]]:
+    """Copy the ``.py`` files of ``source`` (recursively, skipping caches, never following a
+    link: uploads.submission_files) into the package folder ``dest``, adding ``__init__.py``
+    if missing. Returns the copied relative paths and the notes on links left out."""
+    files, ignored = submission_files(source)
     if len(files) > SUBMISSION_FILE_LIMIT:
         raise SubmissionError(f"the upload has {len(files)} Python files; at most {SUBMISSION_FILE_LIMIT} are graded")
-    total = sum(p.stat().st_size for p in files)
+    total = sum((source / p).lstat().st_size for p in files)
     if total > SUBMISSION_BYTES_LIMIT:
         raise SubmissionError(f"the upload's Python files hold {total} bytes; at most {SUBMISSION_BYTES_LIMIT}")
-    copied = []
-    for path in files:
-        relative = path.relative_to(source)
+    for relative in files:
         target = dest / relative
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(path, target)
-        copied.append(relative.as_posix())
-    for folder in {dest} | {(dest / c).parent for c in copied}:
+        target.write_bytes(read_upload_file(source / relative))
+    for folder in {dest} | {(dest / c).parent for c in files}:
         (folder / "__init__.py").touch(exist_ok=True)
-    return copied
+    return [p.as_posix() for p in files], ignored
+
+
+THREADS_ENV = "AUTOGRADER_TORCH_THREADS"
+NAMESPACES_ENV = "AUTOGRADER_NAMESPACES"  # "0": never give children namespaces (to test the fallback)
+
+
+def torch_threads() -> int | None:
+    """torch's threads per child: AUTOGRADER_TORCH_THREADS if set (batch grading sets it to
+    cores / jobs), else None (torch's default: one per core)."""
+    value = os.environ.get(THREADS_ENV, "").strip()
+    return int(value) if value else None
 
 
 class LauncherError(RuntimeError):
@@ -135,20 +119,36 @@ class Launcher:
     start_s (wall-clock seconds until it was ready, measured here).
     """
 
-    def __init__(self, *, runtime_root: Path, model_dir: Path | None, log_path: Path):
+    def __init__(self, *, runtime_root: Path, work_root: Path, model_dir: Path | None, device: str, log_path: Path,
+                 private_root: Path | None):
+        """private_root: an empty folder in which the launcher builds the children's private
+        filesystem (None: children see the host's, as the grader's user allows)."""
         self.log_path = log_path
         self.ready: dict | None = None
         self._started = time.monotonic()
+        devices = [f"/dev/{name}" for name in ("null", "zero", "full", "random", "urandom")]
+        if device.startswith("cuda"):
+            devices += sorted(str(p) for p in Path("/dev").glob("nvidia*"))
+        system = [p for p in ("/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+                  if os.path.isdir(p) and not os.path.islink(p)]
+        config = {"model_dir": str(model_dir or ""), "threads": torch_threads(), "private_root": str(private_root or ""),
+                  "read_only": [*system, sys.prefix, sys.base_prefix, os.path.dirname(os.path.realpath(sys.executable)),
+                                str(runtime_root), str(work_root), *([str(model_dir)] if model_dir else [])],
+                  "devices": devices}
         self.control, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
-        for name in ("CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "HOME"):
+        # Waiting OpenMP threads sleep rather than spin: on a busy machine (a batch, Gradescope's
+        # shared CPUs) spinning threads that wait for a descheduled sibling made every torch
+        # operation on a 50257-entry row take milliseconds (sampling 15x, forward passes 2-4x
+        # slower, measured on 2 loaded cores). It must be set before torch loads OpenMP.
+        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "OMP_WAIT_POLICY": "PASSIVE"}
+        for name in ("CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY", "HOME"):
             if name in os.environ:
                 env[name] = os.environ[name]
         log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             self.proc = subprocess.Popen(
                 [sys.executable, "-I", "-B", "-c", _LAUNCHER_BOOT, str(runtime_root), str(theirs.fileno()),
-                 str(model_dir or "")],
+                 json.dumps(config)],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, pass_fds=(theirs.fileno(),),
                 cwd=str(runtime_root), env=env, start_new_session=True)
         finally:
@@ -177,6 +177,11 @@ class Launcher:
             self.ready = {**answer["ready"], "start_s": round(time.monotonic() - self._started, 3)}
         return self.ready
 
+    @property
+    def isolated(self) -> bool:
+        """Whether children get a private filesystem and PID namespace (known once ready)."""
+        return self.wait_ready()["isolation"]["processes"] == "private"
+
     def spawn(self, spec: dict, fds: list[int]) -> int:
         """Fork a child with ``spec`` (see child/launcher._become_child) and the request pipe's
         read end, the response pipe's write end and the log file; returns its pid."""
@@ -198,10 +203,15 @@ class Launcher:
 
 class ForkedChild:
     """A child forked by the launcher and reparented to this process: its pid, and waiting for
-    it as for a subprocess (returncode: the exit status, or -signal)."""
+    it as for a subprocess (returncode: the exit status, or -signal).
 
-    def __init__(self, pid: int):
+    namespace_init: the child is the init of a PID namespace, which exits with 128 + n when its
+    worker died of signal n (an init cannot die of its own signal).
+    """
+
+    def __init__(self, pid: int, *, namespace_init: bool = False):
         self.pid = pid
+        self.namespace_init = namespace_init
         self.returncode: int | None = None
 
     def poll(self) -> int | None:
@@ -217,10 +227,21 @@ class ForkedChild:
                     return self.returncode
             if pid == 0:
                 return None
-            self.returncode = os.waitstatus_to_exitcode(status)
+            self._record(status)
         return self.returncode
 
+    def _record(self, status: int) -> None:
+        code = os.waitstatus_to_exitcode(status)
+        self.returncode = 128 - code if self.namespace_init and 128 < code < 128 + signal.NSIG else code
+
     def wait(self, timeout: float | None = None) -> int:
+        if timeout is None and self.returncode is None:
+            try:  # blocking: it has been killed, or is about to exit
+                _, status = os.waitpid(self.pid, 0)
+                self._record(status)
+                return self.returncode
+            except ChildProcessError:
+                pass  # not ours: poll below
         deadline = None if timeout is None else time.monotonic() + timeout
         delay = 0.001
         while self.poll() is None:
@@ -249,10 +270,12 @@ class Sandbox:
     work_root: Path = field(init=False)
     runtime_root: Path = field(init=False)
     files: list[str] = field(init=False)
+    ignored: list[str] = field(init=False, default_factory=list)  # links left out of the upload
     layout: str = field(init=False)
     identity: Identity = field(init=False)
     marker: str = field(init=False)
     launcher: Launcher | None = field(init=False, default=None)
+    _launcher_report: dict = field(init=False, default_factory=dict)
     _children: int = field(init=False, default=0)
     _released: bool = field(init=False, default=False)
     _live: set = field(init=False, default_factory=set)  # children not yet closed
@@ -265,16 +288,23 @@ class Sandbox:
         self.identity = isolation.allocate_identity()
         self.marker = secrets.token_hex(8)
         isolation.become_subreaper()
-        self.root = Path(tempfile.mkdtemp(prefix="autograder-"))
-        os.chmod(self.root, 0o711)  # the child may reach work/ and runtime/, not list or write here
+        self.root = Path(tempfile.mkdtemp(prefix="autograder-", dir=isolation.runs_folder()))
+        if self.identity.separate:  # only this run's slot (its gid) may enter; nobody else may list
+            os.chown(self.root, os.geteuid(), self.identity.gid)
+            os.chmod(self.root, 0o710)
         try:
             self.work_root = self.root / "work"
-            self.files = copy_submission(source, self.work_root / "submission")
+            self.files, self.ignored = copy_submission(source, self.work_root / "submission")
             self.runtime_root = self.root / "runtime"
             shutil.copytree(Path(__file__).parent / "child", self.runtime_root / CHILD_PACKAGE,
                             ignore=shutil.ignore_patterns("__pycache__"))
-            self.launcher = Launcher(runtime_root=self.runtime_root, model_dir=self.model_dir,
-                                     log_path=self.root / "launcher.log")
+            private_root = None
+            if self.identity.separate and os.environ.get(NAMESPACES_ENV, "1") != "0":
+                private_root = self.root / "fs"
+                private_root.mkdir(mode=0o700)
+            self.launcher = Launcher(runtime_root=self.runtime_root, work_root=self.work_root, model_dir=self.model_dir,
+                                     device=self.device, log_path=self.root / "launcher.log",
+                                     private_root=private_root)
         except BaseException:
             self.close()
             raise
@@ -290,19 +320,22 @@ class Sandbox:
         reference solution takes).
         """
         self._children += 1
-        scratch = self.root / f"scratch-{self._children}"
-        scratch.mkdir()
         identity = self.identity if runs_student_code else isolation.Identity(None, None, "grader")
-        isolation.hand_over(scratch, identity)
-        child = StudentProcess(self, scratch=scratch, time_limit_s=time_limit_s, label=label, identity=identity,
-                               limit_note=limit_note)
+        child = StudentProcess(self, scratch=self.root / f"scratch-{self._children}", time_limit_s=time_limit_s,
+                               label=label, identity=identity, limit_note=limit_note)
         self._live.add(child)
         return child
+
+    @property
+    def launcher_report(self) -> dict:
+        """What the run's fork server reported at start-up ({} before it was ready)."""
+        return dict(self.launcher.ready or {}) if self.launcher is not None else self._launcher_report
 
     def close(self):
         for child in list(self._live):
             child.close()
         if self.launcher is not None:
+            self._launcher_report = dict(self.launcher.ready or {})
             self.launcher.close()
             self.launcher = None
         if hasattr(self, "root"):
@@ -333,7 +366,7 @@ class StudentProcess:
         self.scratch = scratch
         self.time_limit_s = time_limit_s
         self.label = label
-        self.log_path = scratch.parent / (scratch.name + ".log")
+        self.log_path = scratch.parent / (scratch.name + ".log")  # the scratch folder is made only if needed
         self.proc: ForkedChild | None = None
         self.deadline: float | None = None
         self.student_seconds = 0.0
@@ -346,14 +379,22 @@ class StudentProcess:
     # -- life cycle ------------------------------------------------------------------------
     def _start(self):
         box = self.sandbox
-        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(self.scratch), "TMPDIR": str(self.scratch),
+        isolated = box.launcher.isolated
+        if isolated:  # a private, size-limited /tmp (see child/launcher.py)
+            scratch = "/tmp"
+        else:  # a folder of its own on the grader's disk
+            self.scratch.mkdir()
+            isolation.hand_over(self.scratch, self.identity)
+            scratch = str(self.scratch)
+        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": scratch, "TMPDIR": scratch,
                "LANG": "C.UTF-8", "USER": self.identity.name, "LOGNAME": self.identity.name,
                isolation.MARKER_VARIABLE: box.marker}
         for name in ("CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS"):
             if name in os.environ:
                 env[name] = os.environ[name]
         limits = box.limits
-        spec = {"env": env, "cwd": str(self.scratch), "uid": self.identity.uid, "gid": self.identity.gid,
+        spec = {"env": env, "cwd": scratch, "uid": self.identity.uid, "gid": self.identity.gid,
+                "scratch_mb": limits.scratch_mb,
                 "limits": {"memory_mb": limits.memory_mb, "file_size_mb": limits.file_size_mb,
                            "open_files": limits.open_files, "processes": limits.processes},
                 "cpu_seconds": int(self.time_limit_s * (os.cpu_count() or 1)) + 10,
@@ -362,7 +403,8 @@ class StudentProcess:
         response_read, response_write = os.pipe()
         log_fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            self.proc = ForkedChild(box.launcher.spawn(spec, [request_read, response_write, log_fd]))
+            self.proc = ForkedChild(box.launcher.spawn(spec, [request_read, response_write, log_fd]),
+                                    namespace_init=isolated)
         except BaseException:
             os.close(request_write)
             os.close(response_read)
@@ -389,6 +431,8 @@ class StudentProcess:
             siblings = frozenset(c.proc.pid for c in box._live if c.proc is not None and not c._closed)
             isolation.sweep(root_pid=self.proc.pid, identity=box.identity, marker=box.marker,
                             whole_user=not siblings, keep=siblings)
+            if not siblings and self.identity is box.identity:
+                isolation.clean_shared_folders(box.identity)  # without a private /tmp, what it left there
         for name in ("_requests", "_responses"):
             fd = getattr(self, name)
             if fd is not None:
@@ -435,10 +479,21 @@ class StudentProcess:
         if type(message) is dict and set(message) == {"ok"}:
             return message["ok"]
         if type(message) is dict and set(message) == {"error"} and type(message["error"]) is dict:
-            info = message["error"]
-            return StudentCodeError(str(info.get("kind", "exception")), str(info.get("message", f"{what} failed")),
-                                    traceback=str(info.get("traceback", "")))
+            return self._error(message["error"], what=what)
         raise StudentCodeError("protocol", f"the child sent a malformed answer for {what}")
+
+    def _error(self, info: dict, *, what: str) -> StudentCodeError:
+        """The StudentCodeError a child's error report stands for. Nothing in it is trusted: an
+        unknown kind counts as an exception, and a process that ran student code cannot blame
+        the grader (its "internal" errors are reported as its own, with a word to the staff)."""
+        kind = str(info.get("kind", "exception"))
+        message = str(info.get("message", f"{what} failed"))[:2000]
+        if kind not in CHILD_ERROR_KINDS:
+            kind = "exception"
+        if kind == "internal" and self.identity is self.sandbox.identity:
+            kind, message = "exception", (f"the process running your code failed outside your functions during "
+                                          f"{what}: {message} (if your code looks right, tell the course staff)")
+        return StudentCodeError(kind, message, traceback=str(info.get("traceback", ""))[:8000])
 
     def _request(self, request: dict, *, what: str):
         if self.proc is None:

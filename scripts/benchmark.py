@@ -16,7 +16,7 @@ Then, for each model, in a fresh models folder (so nothing is reused from earlie
    server start-up, forks, the grader's harness work in the children, comparisons), the fork
    server's start-up (torch import, model mapping), the score, and the peak memory of all
    processes together: the proportional set size (PSS) of the grading process and all its
-   descendants, summed, sampled every 50 ms (shared pages such as the model's weights count
+   descendants, summed, sampled every 100 ms (shared pages such as the model's weights count
    once in all).
 
 Prints a table and writes the figures as JSON (default benchmark.json). Each grading runs in a
@@ -40,7 +40,7 @@ sys.path.insert(0, str(REPO))
 
 REAL_SIZE = dict(n_layer=12, n_head=12, n_embd=768, n_positions=1024, vocab_size=50257)
 SEED = 20190929  # the course's seed
-SAMPLE_EVERY_S = 0.05
+SAMPLE_EVERY_S = 0.1
 
 # Run in a child: grade and print the report as JSON (rows with times, the fork server's start-up).
 _GRADE = """
@@ -100,11 +100,13 @@ def _process_tree(root: int) -> list[int]:
                     parents[int(entry)] = int(handle.read().rsplit(b")", 1)[1].split()[1])
             except (OSError, ValueError, IndexError):
                 pass
+    children: dict[int, list[int]] = {}
+    for pid, parent in parents.items():
+        children.setdefault(parent, []).append(pid)
     tree, frontier = {root}, [root]
     while frontier:
-        current = frontier.pop()
-        for pid, parent in parents.items():
-            if parent == current and pid not in tree:
+        for pid in children.get(frontier.pop(), ()):
+            if pid not in tree:
                 tree.add(pid)
                 frontier.append(pid)
     return sorted(tree)
@@ -124,6 +126,32 @@ def _memory_kb(pid: int) -> tuple[int, int]:
     return values.get(b"Pss", 0), values.get(b"Rss", 0)
 
 
+def _role(pid: int, grader: int) -> str:
+    """What a process of the grading's tree is: the grader, the fork server, or a child."""
+    if pid == grader:
+        return "grader"
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            parent = int(handle.read().rsplit(b")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return "process"
+    return "fork-server" if parent == grader and _is_launcher(pid) else "child"
+
+
+def _is_launcher(pid: int) -> bool:
+    """The fork server, not one of the children forked from it (same command line): it runs as
+    the grader's user, in the grader's PID namespace."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            command = handle.read()
+        with open(f"/proc/{pid}/status", "rb") as handle:
+            fields = dict(line.split(b":", 1) for line in handle if b":" in line)
+    except OSError:
+        return False
+    return (b".launcher import main" in command and int(fields[b"Uid"].split()[0]) == os.geteuid()
+            and len(fields.get(b"NSpid", b"0").split()) == 1)
+
+
 def run_measured(command: list[str], env: dict) -> tuple[dict, dict]:
     """Run command (which prints one JSON line last); returns (its JSON, peak memory of its tree)."""
     process = subprocess.Popen(command, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -133,9 +161,13 @@ def run_measured(command: list[str], env: dict) -> tuple[dict, dict]:
     def sample():
         while not done.is_set():
             tree = _process_tree(process.pid)
-            pss, rss = map(sum, zip(*(_memory_kb(pid) for pid in tree))) if tree else (0, 0)
+            memory = {pid: _memory_kb(pid) for pid in tree}
+            pss = sum(m[0] for m in memory.values())
             if pss / 1024 > peak["pss_mb"]:
-                peak.update(pss_mb=round(pss / 1024, 1), rss_sum_mb=round(rss / 1024, 1), processes=len(tree))
+                peak.update(pss_mb=round(pss / 1024, 1), rss_sum_mb=round(sum(m[1] for m in memory.values()) / 1024, 1),
+                            processes=len(tree),
+                            by_process={f"{_role(pid, process.pid)} {pid}": round(m[0] / 1024, 1)
+                                        for pid, m in sorted(memory.items(), key=lambda item: -item[1][0])})
             done.wait(SAMPLE_EVERY_S)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -195,6 +227,8 @@ def _table(results: list[dict]) -> str:
     add("  fork server start-up", lambda r: f"{r['launcher'].get('start_s', '?')} s (torch {r['launcher'].get('torch_s', '?')} s, "
                                             f"model {r['launcher'].get('model_s', '?')} s)")
     add("peak memory, all processes (PSS)", lambda r: f"{r['peak_memory']['pss_mb']:.0f} MB in {r['peak_memory']['processes']} processes")
+    add("  by process at the peak", lambda r: ", ".join(f"{k.split()[0]} {v:.0f}" for k, v in
+                                                       list(r["peak_memory"].get("by_process", {}).items())[:4]))
     add("peak memory, cache build (PSS)", lambda r: f"{r['peak_memory_cache_build']['pss_mb']:.0f} MB")
     add("tests that lost points", lambda r: ", ".join(r["lost"]) or "none")
     width = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]

@@ -38,7 +38,8 @@ WRONG = {
     "sample_without_top_k": ("sample.py", "            logits = top_k_logits(logits[:, -1, :], k=config.top_k)  # (1, V)",
                              "            logits = logits[:, -1, :]",
                              {"p6c_support", "p6c_distribution_public", "p6c_distribution_random"}),
-    "log_likelihood_averaged": ("likelihood.py", ".sum().item()", ".mean().item()", {"p6d_public", "p6d_random"}),
+    "log_likelihood_averaged": ("likelihood.py", "        return total", "        return total / targets.numel()",
+                                {"p6d_public", "p6d_random"}),
 }
 
 

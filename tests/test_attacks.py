@@ -13,9 +13,11 @@ against are skipped otherwise.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import shutil
 import socket
 import threading
 import time
@@ -25,8 +27,10 @@ import pytest
 import yaml
 
 from autograder import isolation
+from autograder.models import models_root
 from autograder.rubric import DEFAULT_RUBRIC
-from conftest import REPO, make_submission
+from autograder.sandbox import Sandbox
+from conftest import COURSE_DATA, REPO, make_submission
 from gradescope_schema import validate_results
 
 ROOT = os.geteuid() == 0
@@ -110,6 +114,36 @@ ATTACKS = {
     "print_fake_results": ({"p3_param_counts.py": in_full_joint(
         "import json\nprint(json.dumps({{'score': 1000, 'tests': [{{'name': '[p3a] x', 'score': 1000, "
         "'max_score': 1, 'status': 'passed'}}]}}))\nreturn -1")}, "call"),
+    "read_reference_cache": ({"p3_param_counts.py": in_full_joint(
+        "import glob, math\nfor path in glob.glob({cache!r} + '/*.json'):\n        try:\n"
+        "            open(path, 'rb').read(1)\n            return math.prod(k) - 1\n        except OSError:\n"
+        "            pass\nreturn -1")}, "call"),
+    "read_course_data": ({"p3_param_counts.py": in_full_joint(
+        "import glob, math\nfor path in glob.glob({data!r} + '/*.pkl'):\n        try:\n"
+        "            open(path, 'rb').read(1)\n            return math.prod(k) - 1\n        except OSError:\n"
+        "            pass\nreturn -1")}, "call"),
+    "read_other_runs_copy": ({"p3_param_counts.py": in_full_joint(
+        "try:\n    found = {{}}\n    exec(open({other!r}).read(), found)\n    return found['full_joint'](k)\n"
+        "except OSError:\n    return -1")}, "call"),
+    "zombie_leader_daemon": ({"p3_param_counts.py": in_full_joint(
+        "import ctypes, json, os, threading, time\nif os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n"
+        "        def strike():\n            for _ in range(100):\n                time.sleep(0.1)\n                try:\n"
+        "                    open({results!r}, 'w').write(json.dumps({{'score': 1000}}))\n"
+        "                except OSError:\n                    pass\n"
+        "        threading.Thread(target=strike).start()\n"
+        "        ctypes.CDLL(None).syscall({sys_exit}, 0)  # the leader thread exits alone; the other runs on\n"
+        "    os._exit(0)\nreturn -1")}, "call"),
+    "fill_the_disk": ({"p3_param_counts.py": in_full_joint(
+        "import os\nblock = b'x' * (1 << 20)\nfor folder in ('/tmp', '/dev/shm', '/var/tmp', os.getcwd()):\n"
+        "    for i in range(64):\n        try:\n            with open(os.path.join(folder, f'fill-{{os.getpid()}}-{{i}}'), 'wb') as f:\n"
+        "                for _ in range(15):\n                    f.write(block)\n        except OSError:\n            break\n"
+        "return -1")}, "call"),
+    "many_long_file_names": ({**{("n" * 200 + f"{i:03d}.py"): "x = 1\n" for i in range(190)},
+                              "p3_param_counts.py": in_full_joint("return -1")}, "call"),
+    # -- links in the upload to the grader's own files -----------------------------------------
+    "symlinked_submission_folder": ({}, "link:submission"),
+    "symlinked_nested_folder": ({}, "link:src/submission"),
+    "symlinked_file": ({}, "link:submission/p3_param_counts.py"),
     "network_connection": ({"p3_param_counts.py": in_full_joint(
         "import socket\nwith socket.create_connection(('127.0.0.1', {port}), timeout=2) as s:\n"
         "    return int(s.recv(100).decode())")}, "call"),
@@ -127,7 +161,9 @@ ATTACKS = {
                                  "p3_param_counts.py": in_full_joint("return -1")}, "loose"),
 }
 ROOT_ONLY = {"read_reference", "import_reference", "append_to_grader_files", "network_connection", "kill_the_grader",
-             "daemon_rewrites_results", "fork_bomb"}
+             "daemon_rewrites_results", "fork_bomb", "read_reference_cache", "read_other_runs_copy", "zombie_leader_daemon",
+             "fill_the_disk", "read_course_data"}
+SYS_EXIT = {"x86_64": 60, "aarch64": 93}.get(os.uname().machine, 60)  # the raw exit syscall: one thread only
 
 
 def grader_files_digest() -> str:
@@ -144,6 +180,28 @@ def sandbox_processes(identities, markers) -> list[int]:
     its sandbox marker."""
     uids = {identity.uid for identity in identities if identity.separate}
     return [pid for pid, _, uid, _ in isolation._processes() if uid in uids or _marker_of(pid) in markers]
+
+
+def namespaces_here() -> bool:
+    """Whether this system gives children namespaces (a private filesystem and PID namespace)."""
+    with Sandbox(REPO / "reference") as box:
+        return box.launcher.isolated
+
+
+def describe_processes(pids) -> list[str]:
+    """What /proc says of each process (for a failing assertion's message)."""
+    described = []
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/status") as handle:
+                fields = dict(line.split(":", 1) for line in handle if ":" in line)
+            with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                command = handle.read().replace(b"\0", b" ")[:120].decode(errors="replace")
+            described.append(f"{pid}: " + ", ".join(f"{key}={fields.get(key, '?').strip()}" for key in
+                                                    ("Name", "State", "PPid", "Uid", "NSpid", "Threads")) + f" [{command}]")
+        except OSError as error:
+            described.append(f"{pid}: gone ({error})")
+    return described
 
 
 def _marker_of(pid: int) -> str | None:
@@ -213,38 +271,67 @@ def test_attack_is_contained(tmp_path, grade_submission, attack_rubric, answer_s
     files, where = ATTACKS[name]
     port, connections = answer_server
     results = tmp_path / "results" / "results.json"
+    cache = models_root() / "reference-cache"
     values = {"reference": str(REPO / "reference" / "submission" / "p3_param_counts.py"), "repo": str(REPO),
               "rubric": str(DEFAULT_RUBRIC), "checks": str(REPO / "autograder" / "checks" / "test_p3_param_counts.py"),
-              "results": str(results), "port": port}
+              "results": str(results), "port": port, "cache": str(cache), "data": str(COURSE_DATA), "sys_exit": SYS_EXIT}
+    if name == "read_reference_cache":  # the secret must be there for its protection to mean anything
+        assert list(cache.glob("*.json")), "no reference cache to attack: run setup.sh"
+    if name == "read_course_data":
+        if not COURSE_DATA.is_dir():
+            pytest.skip("no course data here")
+        if not namespaces_here() and COURSE_DATA.stat().st_mode & 0o005:
+            pytest.skip("without namespaces only permissions guard the course data, and here it is world-readable "
+                        "(on Gradescope, prepare-sandbox makes the rubric's data owner-only)")
+    concurrent = Sandbox(REPO / "reference") if name == "read_other_runs_copy" else contextlib.nullcontext()
+    if name == "read_other_runs_copy":
+        values["other"] = str(concurrent.work_root / "submission" / "p3_param_counts.py")
     files = {file: source.format(**values) if "{" in source and file == "p3_param_counts.py" else source
              for file, source in files.items()}
     folder = make_submission(tmp_path / "upload", files, layout="loose" if where == "loose" else "package")
+    if where.startswith("link:"):  # the reference's own files, reached through a link in the upload
+        link = folder / where.split(":", 1)[1]
+        shutil.rmtree(folder / "submission")
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if link.name == "p3_param_counts.py":
+            make_submission(folder, {}, drop=("p3_param_counts.py",))
+            link.symlink_to(REPO / "reference" / "submission" / "p3_param_counts.py")
+        else:
+            link.symlink_to(REPO / "reference" / "submission")
+        where = "import" if link.name == "p3_param_counts.py" else "everything"
     before = grader_files_digest()
 
     start = time.monotonic()
-    graded = grade_submission(folder, rubric=attack_rubric)
+    with concurrent:  # another grading run's private copy, there while this one runs
+        graded = grade_submission(folder, rubric=attack_rubric)
     from autograder.results import write_results
     write_results(graded.report, results)  # the real results file, which attacks aim at
     elapsed = time.monotonic() - start
-    if name == "daemon_rewrites_results":
+    if name in ("daemon_rewrites_results", "zombie_leader_daemon"):
         time.sleep(1.5)  # give a surviving daemon time to strike
 
     data = json.loads(results.read_text())
     validate_results(data, rubric_titles=[r.test.title for r in graded.report.results])
     assert data == graded.json, "results.json changed after grading"
     assert len(results.read_bytes()) < 1 << 20
-    lost = {t for t in graded.rows if t.split("_")[0] in (ATTACKED_PARTS if where != "import" else {"p3a", "p3b", "p3c"})}
+    lost = (set(graded.rows) if where == "everything" else
+            {t for t in graded.rows if t.split("_")[0] in (ATTACKED_PARTS if where != "import" else {"p3a", "p3b", "p3c"})})
     for test_id, row in graded.rows.items():
         if test_id in lost:
             assert row.score == 0, f"{test_id} earned points: {row.output}"
         else:
             assert row.passed, f"{test_id} lost points: {row.output}"
     assert grader_files_digest() == before, "grader files changed"
-    assert sandboxes, "grading made no sandbox"
+    assert sandboxes or where == "everything", "grading made no sandbox"
     left = sandbox_processes([box.identity for box in sandboxes], {box.marker for box in sandboxes})
-    assert left == [], "processes of the child outlived grading"
+    assert left == [], f"processes of the child outlived grading: {describe_processes(left)}; isolation: " \
+                       f"{[box.launcher_report.get('isolation') for box in sandboxes]}"
     assert elapsed < WALL_LIMIT_S
     assert not connections, "the child reached the network"
+    uids = {box.identity.uid for box in sandboxes if box.identity.separate}
+    leftovers = [entry.path for folder in isolation.SHARED_FOLDERS if os.path.isdir(folder) for entry in os.scandir(folder)
+                 if entry.stat(follow_symlinks=False).st_uid in uids]
+    assert leftovers == [], "files of the child outlived grading"
 
 
 def test_suite_has_at_least_twenty_attacks():

@@ -174,7 +174,8 @@ def test_run_autograder_without_a_grader_still_writes_results(tmp_path):
     assert done.returncode == 0
     data = json.loads((root / "results" / "results.json").read_text())
     validate_results(data)
-    assert data["score"] == 0 and "could not start" in data["tests"][0]["name"]
+    assert data["score"] == 0 and "could not grade" in data["tests"][0]["name"]
+    assert "exited with status" in data["tests"][0]["output"]
 
 
 def test_a_rubric_in_a_shared_folder_leaves_that_folder_alone(tmp_path, grade_submission, p3_rubric):
@@ -186,3 +187,38 @@ def test_a_rubric_in_a_shared_folder_leaves_that_folder_alone(tmp_path, grade_su
     graded = grade_submission(REFERENCE, rubric=rubric)
     assert graded.failed() == set()
     assert shared.stat().st_mode & 0o7777 == 0o1777
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root changes permissions")
+def test_grading_changes_no_permissions_of_the_checkout(grade_submission, p3_rubric):
+    """Protecting the grader's folders is set-up's job (prepare-sandbox), never a side effect of grading."""
+    folder = REPO / "tests"
+    mode = folder.stat().st_mode & 0o7777
+    try:
+        folder.chmod(0o755)
+        graded = grade_submission(REFERENCE, rubric=p3_rubric)
+        assert graded.failed() == set()
+        assert folder.stat().st_mode & 0o7777 == 0o755
+    finally:
+        folder.chmod(mode)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the sandbox set-up runs as root")
+def test_sandbox_set_up_succeeds_while_gradings_run(tmp_path, p3_rubric):
+    """prepare-sandbox's self-check takes a slot of its own: gradings running meanwhile (whose
+    sweeps kill their own slot's processes) never disturb it."""
+    slow = make_submission(tmp_path / "slow", {"p3_param_counts.py": (REFERENCE / "submission" / "p3_param_counts.py")
+                                               .read_text() + "\nimport time\ntime.sleep(1)\n"})
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    gradings = [subprocess.Popen([sys.executable, "-m", "autograder", "grade", str(slow), "--rubric", str(p3_rubric),
+                                  "--results", str(tmp_path / f"results-{i}.json")], cwd=REPO, env=env,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for i in range(2)]
+    try:
+        for _ in range(3):
+            done = subprocess.run([sys.executable, "-m", "autograder", "prepare-sandbox"], cwd=REPO, env=env,
+                                  capture_output=True, text=True, timeout=300)
+            assert done.returncode == 0 and "student code runs as" in done.stdout, done.stderr[-2000:]
+    finally:
+        for grading in gradings:
+            grading.wait(timeout=300)
+    assert all(grading.returncode == 0 for grading in gradings)

@@ -107,13 +107,44 @@ def test_plots_command_writes_pngs(tmp_path):
     done = subprocess.run([sys.executable, "-m", "autograder", "plots", "--model", "tiny", "--out", str(tmp_path / "plots"),
                            "--submission", str(REFERENCE)], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    names = {"log_likelihood_random.png", "log_likelihood_all.png"}
+    names = {"log_likelihood_random.png"}  # alone, no "all" figure: it would be the same one twice
     if COURSE_DATA.is_dir():
-        names |= {"log_likelihood_shakespeare.png", "log_likelihood_neurips.png"}
+        names |= {"log_likelihood_shakespeare.png", "log_likelihood_neurips.png", "log_likelihood_all.png"}
     written = {path.name for path in (tmp_path / "plots").glob("*.png")}
     assert written == names
     assert all((tmp_path / "plots" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for name in names)
+    assert len({(tmp_path / "plots" / name).read_bytes() for name in names}) == len(names)
     assert "log-likelihoods" in done.stderr and "100%" in done.stderr  # the progress bar
+
+
+def test_plots_without_course_data_name_the_missing_files(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "AUTOGRADER_DATA_DIR"}
+    done = subprocess.run([sys.executable, "-m", "autograder", "plots", "--model", "tiny", "--out", str(tmp_path / "plots")],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "course data not found: random.pkl, shakespeare.pkl, neurips.pkl" in done.stderr
+    assert "AUTOGRADER_DATA_DIR" in done.stderr
+    assert {path.name for path in (tmp_path / "plots").glob("*.png")} == {"log_likelihood_random.png"}
+
+
+@pytest.mark.parametrize("files, expected", [
+    ({"likelihood.py": "def log_likelihood(model, text):\n    return (\n"}, "SyntaxError"),
+    ({"likelihood.py": "import os\nos._exit(3)\n"}, "exited with status 3"),
+])
+def test_plots_of_a_broken_submission_say_so_in_one_line(tmp_path, files, expected):
+    folder = make_submission(tmp_path / "broken", files)
+    done = subprocess.run([sys.executable, "-m", "autograder", "plots", "--model", "tiny", "--out", str(tmp_path / "plots"),
+                           "--submission", str(folder)], cwd=REPO, capture_output=True, text=True, timeout=300)
+    lines = [line for line in done.stderr.splitlines() if line.startswith("plots:")]
+    assert done.returncode == 1 and len(lines) == 1 and expected in lines[0], done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_plots_of_an_upload_without_code_say_so_in_one_line(tmp_path):
+    (tmp_path / "empty").mkdir()
+    done = subprocess.run([sys.executable, "-m", "autograder", "plots", "--model", "tiny", "--out", str(tmp_path / "plots"),
+                           "--submission", str(tmp_path / "empty")], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1 and "no Python files found" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_plots_command_reports_a_failing_submission(tmp_path):

@@ -37,8 +37,8 @@ TOP_K_STEP = "            logits = top_k_logits(logits[:, -1, :], k=config.top_k
 DRAW = "            current_text = torch.multinomial(probs, num_samples=1)  # (1, 1)"
 HORIZON_ONE = "        return logits / temperature"
 SECOND_TOP_K = "            next_logits = top_k_logits(next_logits[:, -1, :], k=config.top_k)  # (1, V)"
-LOG_PROBS = "        log_probs = F.log_softmax(logits[0, :-1].double(), dim=-1)  # (T-1, V)"
-SUM = "        return log_probs.gather(1, targets[:, None]).sum().item()"
+TERMS = "        logits, targets = logits[0, :-1], text[0, 1:]  # (T-1, V), (T-1,)"
+SUM = "        return total"
 FORWARD = "        logits, _ = model(text)  # (1, T, V); position t predicts token t + 1"
 DECISION = "        return log_likelihood(model, text) < RANDOM_TEXT_THRESHOLD"
 MIN_VALUES = "    min_values = values[:, -1:]  # (B, 1)"
@@ -90,13 +90,14 @@ MUTANTS = {
                     "        first_logits = torch.logsumexp(joint_logits, dim=-1) / temperature  # (K,)"),
         ("p6f", "p6h"), H2),
     # p6d: averaged instead of summed
-    "log_likelihood_averaged": ({"likelihood.py": replace(LIKELIHOOD, SUM, SUM.replace(".sum()", ".mean()"))},
+    "log_likelihood_averaged": ({"likelihood.py": replace(LIKELIHOOD, SUM, SUM + " / targets.numel()")},
                                 ("p6d", "p6e"), {"p6d_public", "p6d_random"}),
     # p6d: the last token's term dropped
-    "log_likelihood_missing_a_term": ({"likelihood.py": replace(LIKELIHOOD, SUM, SUM.replace(".sum()", "[:-1].sum()"))},
+    "log_likelihood_missing_a_term": ({"likelihood.py": replace(LIKELIHOOD, TERMS, TERMS.replace("[0, :-1], text[0, 1:]",
+                                                                                                 "[0, :-2], text[0, 1:-1]"))},
                                       ("p6d", "p6e"), {"p6d_public", "p6d_random"}),
     # p6d: position t's logits scored against token t (misaligned by one)
-    "log_likelihood_misaligned": ({"likelihood.py": replace(LIKELIHOOD, LOG_PROBS, LOG_PROBS.replace("[0, :-1]", "[0, 1:]"))},
+    "log_likelihood_misaligned": ({"likelihood.py": replace(LIKELIHOOD, TERMS, TERMS.replace("[0, :-1]", "[0, 1:]"))},
                                   ("p6d", "p6e"), {"p6d_public", "p6d_random"}),
     # p6d: the first token scored too, after <|endoftext|>
     "log_likelihood_first_token_included": (

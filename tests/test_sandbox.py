@@ -6,7 +6,7 @@ import time
 import numpy as np
 import pytest
 
-from autograder.sandbox import Sandbox, StudentCodeError, copy_submission, locate_submission
+from autograder.sandbox import Sandbox, StudentCodeError, SubmissionError, copy_submission, locate_submission
 from conftest import make_submission
 
 
@@ -127,8 +127,8 @@ def test_only_python_files_are_copied(tmp_path):
     (source / "__pycache__" / "x.py").write_text("")
     found, how = locate_submission(tmp_path)
     assert found == source and how == "src/submission/ package"
-    copied = copy_submission(found, tmp_path / "dest")
-    assert copied == ["helpers/maths.py", "p3_param_counts.py"]
+    copied, ignored = copy_submission(found, tmp_path / "dest")
+    assert copied == ["helpers/maths.py", "p3_param_counts.py"] and ignored == []
     assert (tmp_path / "dest" / "__init__.py").exists() and (tmp_path / "dest" / "helpers" / "__init__.py").exists()
 
 
@@ -155,3 +155,62 @@ def test_a_child_for_grader_harnesses_runs_out_of_the_students_reach(tmp_path):
             assert student.call("p3_param_counts", "who") == box.identity.uid
             assert clean.harness("environment")["device"] == "cpu"
             assert os.stat(f"/proc/{clean.proc.pid}").st_uid == os.geteuid() != box.identity.uid
+
+
+def test_a_child_that_stops_reading_cannot_block_the_grader(tmp_path):
+    """The child forges the answers to this request and the next, then never reads again: the
+    grader's next (large) request must time out within the test's limit, not block forever."""
+    body = ("import json, os, time\n"
+            "def f(x):\n"
+            "    for i in (1, 2):\n"
+            "        os.write(3, (json.dumps({'$dict': [['id', i], ['time', 0.0], ['ok', 7]]}) + '\\n').encode())\n"
+            "    time.sleep(3600)\n")
+    with sandbox_with(tmp_path, body) as box, box.process(time_limit_s=3, label="t") as child:
+        assert child.call("p3_param_counts", "f", 1) == 7  # the forged answer to request 1
+        start = time.monotonic()
+        with pytest.raises(StudentCodeError) as error:
+            child.call("p3_param_counts", "f", np.zeros(1_000_000))  # ~10 MB encoded: more than a pipe holds
+        assert error.value.kind in ("timeout", "protocol")
+        assert time.monotonic() - start < 30
+
+
+def test_a_student_process_cannot_blame_the_grader(tmp_path):
+    """An error report marked internal, forged by student code, is reported as the student's."""
+    body = ("import json, os\n"
+            "def f():\n"
+            "    error = {'$dict': [['kind', 'internal'], ['message', 'grader bug']]}\n"
+            "    os.write(3, (json.dumps({'$dict': [['id', 1], ['time', 0.0], ['error', error]]})"
+            " + '\\n').encode())\n"
+            "    os._exit(0)\n")
+    with sandbox_with(tmp_path, body) as box, box.process(time_limit_s=10, label="t") as child:
+        with pytest.raises(StudentCodeError) as error:
+            child.call("p3_param_counts", "f")
+    assert error.value.kind == "exception" and "outside your functions" in error.value.message
+
+
+def test_links_in_an_upload_are_never_followed(tmp_path):
+    """A symlinked file or folder, or a hard-linked file, is left out (and named); the rest is copied."""
+    outside = tmp_path / "outside"
+    (outside / "folder").mkdir(parents=True)
+    (outside / "secret.py").write_text("SECRET = 1\n")
+    (outside / "folder" / "more.py").write_text("MORE = 1\n")
+    source = tmp_path / "upload" / "submission"
+    source.mkdir(parents=True)
+    (source / "p3_param_counts.py").write_text("x = 1\n")
+    (source / "linked.py").symlink_to(outside / "secret.py")
+    (source / "linked_folder").symlink_to(outside / "folder")
+    os.link(outside / "secret.py", source / "hard.py")
+    copied, ignored = copy_submission(source, tmp_path / "dest")
+    assert copied == ["p3_param_counts.py"]
+    assert sorted(ignored) == ["hard.py (a hard link)", "linked.py (a symbolic link)", "linked_folder/ (a symbolic link)"]
+
+
+def test_a_symlinked_submission_folder_is_not_graded(tmp_path):
+    target = tmp_path / "elsewhere" / "submission"
+    target.mkdir(parents=True)
+    (target / "p3_param_counts.py").write_text("x = 1\n")
+    upload = tmp_path / "upload"
+    upload.mkdir()
+    (upload / "submission").symlink_to(target)
+    with pytest.raises(SubmissionError, match="symbolic link"):
+        locate_submission(upload)

@@ -50,3 +50,91 @@ def confine(*, uid: int | None, gid: int | None, limits: dict, cpu_seconds: int)
         os.setgid(gid)
         os.setuid(uid)
     return effect
+
+
+# -- namespaces: a private filesystem, a process tree of its own --------------------------------
+CLONE_NEWNS = 0x00020000
+CLONE_NEWPID = 0x20000000
+_MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 0x1, 0x2, 0x4, 0x8
+_MS_REMOUNT, _MS_BIND, _MS_REC, _MS_PRIVATE = 0x20, 0x1000, 0x4000, 0x40000
+DEVICES = ("null", "zero", "full", "random", "urandom")
+
+
+def _libc():
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        error = ctypes.get_errno()
+        raise OSError(error, f"{what}: {os.strerror(error)}")
+
+
+def _mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
+    encode = lambda text: None if text is None else text.encode()  # noqa: E731
+    _check(_libc().mount(encode(source), encode(target), encode(fstype), ctypes.c_ulong(flags), encode(data)),
+           f"mount {source or fstype} on {target}")
+
+
+def unshare(flags: int, what: str) -> None:
+    _check(_libc().unshare(flags), f"unshare({what})")
+
+
+def _bind(path: str, target: str, *, writable: bool = False) -> None:
+    if os.path.isdir(path):
+        os.makedirs(target, exist_ok=True)
+    else:
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        open(target, "a").close()
+    _mount(path, target, None, _MS_BIND | _MS_REC)
+    flags = _MS_REMOUNT | _MS_BIND | _MS_NOSUID | (0 if writable else _MS_RDONLY)
+    if not path.startswith("/dev/"):
+        flags |= _MS_NODEV
+    _mount(None, target, None, flags)
+
+
+def private_root(new_root: str, *, read_only: list[str], devices: list[str]) -> None:
+    """Make a new mount namespace whose root (chroot) is ``new_root``, an empty folder, holding
+    only: the ``read_only`` paths (bound read-only at the same paths), the ``devices`` (paths
+    under /dev), a fresh /proc, /sys read-only, and empty /tmp, /var/tmp and /dev/shm (each child
+    mounts a private, size-limited filesystem on them). Everything else of the host's files
+    (the grader's tree, the reference's answers, the course's data, other gradings' copies) is
+    absent. Needs CAP_SYS_ADMIN (root outside a restricted container); raises OSError otherwise.
+    """
+    unshare(CLONE_NEWNS, "CLONE_NEWNS")
+    _mount(None, "/", None, _MS_REC | _MS_PRIVATE)  # nothing mounted here reaches the host
+    _mount("tmpfs", new_root, "tmpfs", _MS_NOSUID | _MS_NODEV, "size=4m,mode=0755")
+    for entry in os.scandir("/"):  # merged-/usr systems: /bin -> usr/bin and the like
+        if entry.is_symlink():
+            os.symlink(os.readlink(entry.path), os.path.join(new_root, entry.name))
+    for path in sorted({os.path.realpath(p) for p in read_only if os.path.exists(p)}, key=len):
+        _bind(path, new_root + path)
+    os.makedirs(new_root + "/dev/shm", exist_ok=True)
+    for device in devices:
+        if os.path.exists(device):
+            _bind(device, new_root + device, writable=True)
+    for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),
+                         ("stderr", "/proc/self/fd/2")):
+        os.symlink(target, f"{new_root}/dev/{name}")
+    os.makedirs(new_root + "/proc", exist_ok=True)
+    _mount("proc", new_root + "/proc", "proc", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC)
+    if os.path.isdir("/sys"):
+        _bind("/sys", new_root + "/sys")
+    for folder in ("/tmp", "/var/tmp"):
+        os.makedirs(new_root + folder, exist_ok=True)
+        os.chmod(new_root + folder, 0o1777)
+    _mount(None, new_root, None, _MS_REMOUNT | _MS_NOSUID | _MS_NODEV | _MS_RDONLY)  # the skeleton itself
+    os.chroot(new_root)
+    os.chdir("/")
+
+
+def private_scratch(*, size_mb: int, new_proc: bool) -> None:
+    """In a new mount namespace of the calling process (inside private_root's): empty,
+    size-limited /tmp, /var/tmp and /dev/shm of its own, and, in a new PID namespace
+    (new_proc), a /proc that shows only that namespace's processes."""
+    unshare(CLONE_NEWNS, "CLONE_NEWNS")
+    _mount(None, "/", None, _MS_REC | _MS_PRIVATE)
+    for folder in ("/tmp", "/var/tmp", "/dev/shm"):
+        _mount("tmpfs", folder, "tmpfs", _MS_NOSUID | _MS_NODEV, f"size={size_mb}m,mode=1777")
+    if new_proc:
+        _mount("proc", "/proc", "proc", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC)

@@ -12,8 +12,20 @@ no network, the sandbox's user) and only then serves requests and imports studen
 with torch (set to one thread before anything): GNU OpenMP's thread pool does not survive a
 fork, so a launcher that had run a parallel operation would hang its children.
 
+Isolation (as root, where the system allows namespaces; see README's threat model): before
+anything else the launcher enters a mount namespace whose root holds only what children may
+read (``confine.private_root``: the interpreter and its packages, the child runtime, the
+submission's private copy, the model's folder, system libraries and /etc). Each child is then
+the first process (an init, ``_init``) of a PID namespace of its own, with private, size-limited
+/tmp, /var/tmp and /dev/shm: it forks the worker that runs student code, reaps every process of
+the namespace, and exits with the worker's status (128 + n for signal n, which the grader
+decodes); when it exits, the kernel kills whatever else the namespace holds, however it
+detached. Where namespaces are refused (a container without CAP_SYS_ADMIN, or not root), the
+child is forked directly and the grader's sweep (isolation.sweep) does that work.
+
 Protocol on the control socket (AF_UNIX, SOCK_SEQPACKET, one JSON message per packet):
-- launcher -> grader, once after start-up: {"ready": {"torch_s", "model_s", "address_space_mb"}}
+- launcher -> grader, once after start-up: {"ready": {"torch_s", "model_s", "address_space_mb",
+  "isolation": {"filesystem": "private" | "shared: why", "processes": "private" | "shared"}}}
   or {"error": "..."} when the preload failed;
 - grader -> launcher: a spawn spec (see ``_become_child``) with three descriptors attached
   (SCM_RIGHTS): the child's request pipe (read end), response pipe (write end) and log file;
@@ -47,7 +59,8 @@ _MAX_MESSAGE = 1 << 16
 class Preload:
     """What every child inherits: modules imported, and the model mapped on the CPU."""
 
-    def __init__(self, model_dir: str | None):
+    def __init__(self, model_dir: str | None, *, threads: int | None = None):
+        """threads: torch's intra-op threads in each child (None: torch's default, one per core)."""
         start = time.perf_counter()
         import numpy  # noqa: F401  (every child needs it)
         from . import codec, harness, main, p6_harness  # noqa: F401
@@ -56,7 +69,7 @@ class Preload:
         self.torch_s = self.model_s = 0.0
         if model_dir:
             import torch
-            self.threads = torch.get_num_threads()
+            self.threads = threads or torch.get_num_threads()
             torch.set_num_threads(1)  # no OpenMP pool in the launcher: see the module docstring
             self.torch_s = time.perf_counter() - start
             from .course_model import load_course_model
@@ -64,21 +77,23 @@ class Preload:
             self.model = load_course_model(model_dir, remember_bytes=main.MEMO_BYTES)
             self.model_s = time.perf_counter() - loaded
 
-    def report(self) -> dict:
+    def report(self, isolation: dict) -> dict:
         return {"torch_s": round(self.torch_s, 3), "model_s": round(self.model_s, 3),
-                "address_space_mb": confine.address_space_mb()}
+                "address_space_mb": confine.address_space_mb(), "isolation": isolation}
 
 
-def _become_child(spec: dict, fds: list[int], control: socket.socket, preload: Preload) -> None:
+def _become_child(spec: dict, fds: list[int], control: socket.socket, preload: Preload, *,
+                  new_session: bool = True) -> None:
     """In the forked child: take the descriptors, confine, serve; never returns.
 
     spec: env (the child's whole environment), cwd (its scratch folder), uid/gid (None: stay the
     grader's user), limits and cpu_seconds (confine.confine), work_root (holding the
-    ``submission`` package), model_dir, device.
+    ``submission`` package), model_dir, device, scratch_mb (size of a private /tmp).
     """
     try:
         control.detach()  # its descriptor is closed below with the rest
-        os.setsid()
+        if new_session:
+            os.setsid()
         high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 64) for fd in fds]  # out of the way of 0..3
         requests, responses, log = high
         os.dup2(requests, 0)
@@ -105,17 +120,45 @@ def _become_child(spec: dict, fds: list[int], control: socket.socket, preload: P
     os._exit(0)
 
 
-def _spawn(spec: dict, fds: list[int], control: socket.socket, preload: Preload) -> int:
-    """Fork the child through an intermediate that exits at once; returns the child's pid."""
+def _init(spec: dict, fds: list[int], control: socket.socket, preload: Preload) -> None:
+    """The first process of the child's PID namespace: private /tmp and /proc, then the worker
+    that runs student code; reaps the namespace's processes until the worker exits, and exits
+    with its status (128 + n for signal n: an init cannot die of its own signal). Never returns."""
+    try:
+        control.detach()
+        os.setsid()
+        confine.private_scratch(size_mb=spec["scratch_mb"], new_proc=True)
+        worker = os.fork()
+        if worker == 0:
+            _become_child(spec, fds, control, preload, new_session=False)
+        os.closerange(0, resource.getrlimit(resource.RLIMIT_NOFILE)[0])  # EOFs reach the grader with the worker's end
+        while True:
+            pid, status = os.wait()
+            if pid == worker:
+                break
+        code = os.waitstatus_to_exitcode(status)
+        os._exit(code if code >= 0 else 128 - code)
+    except BaseException:
+        try:
+            os.write(2, traceback.format_exc().encode()[-4000:])
+        finally:
+            os._exit(71)
+
+
+def _spawn(spec: dict, fds: list[int], control: socket.socket, preload: Preload, *, isolated: bool) -> int:
+    """Fork the child through an intermediate that exits at once; returns the child's pid.
+    isolated: the child is the init of a new PID namespace (see _init)."""
     read_end, write_end = os.pipe()
     intermediate = os.fork()
     if intermediate == 0:
         try:
             os.close(read_end)
+            if isolated:
+                confine.unshare(confine.CLONE_NEWPID, "CLONE_NEWPID")
             pid = os.fork()
             if pid == 0:
                 os.close(write_end)
-                _become_child(spec, fds, control, preload)
+                (_init if isolated else _become_child)(spec, fds, control, preload)
             os.write(write_end, str(pid).encode())
         finally:
             os._exit(0)
@@ -128,16 +171,32 @@ def _spawn(spec: dict, fds: list[int], control: socket.socket, preload: Preload)
     return int(text)
 
 
+def _isolate(config: dict) -> dict:
+    """Enter the private root if asked and allowed; says what took effect."""
+    if not config.get("private_root"):
+        return {"filesystem": "shared: not root", "processes": "shared"}
+    try:
+        confine.private_root(config["private_root"], read_only=config["read_only"], devices=config["devices"])
+    except OSError as error:
+        return {"filesystem": f"shared: {error}", "processes": "shared"}
+    return {"filesystem": "private", "processes": "private"}
+
+
 def main(argv: list[str]) -> None:
-    """argv: control_fd model_dir. Serves spawn requests until the control socket closes."""
+    """argv: control_fd, then a JSON object: model_dir, threads (torch's threads per child, or
+    null), private_root (a folder to build the private root in, or "" for none), read_only and
+    devices (what it holds). Serves spawn requests until the control socket closes."""
     ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     control = socket.socket(fileno=int(argv[0]))
+    config = json.loads(argv[1])
     try:
-        preload = Preload(argv[1] or None)
-        control.send(json.dumps({"ready": preload.report()}).encode())
+        isolation = _isolate(config)
+        preload = Preload(config.get("model_dir") or None, threads=config.get("threads"))
+        control.send(json.dumps({"ready": preload.report(isolation)}).encode())
     except BaseException as error:
         control.send(json.dumps({"error": f"{type(error).__name__}: {error}"}).encode()[:_MAX_MESSAGE])
         raise
+    isolated = isolation["processes"] == "private"
     while True:
         try:
             message, fds, _, _ = socket.recv_fds(control, _MAX_MESSAGE, 8)
@@ -146,7 +205,7 @@ def main(argv: list[str]) -> None:
         if not message:
             return
         try:
-            reply = {"pid": _spawn(json.loads(message), fds, control, preload)}
+            reply = {"pid": _spawn(json.loads(message), fds, control, preload, isolated=isolated)}
         except Exception as error:
             reply = {"error": f"{type(error).__name__}: {error}"}
         finally:

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..child.codec import TensorValue
 from ..compare import CheckFailed, as_array, expect_close, feedback, known_mistake
-from ..sandbox import StudentCodeError
+from ..sandbox import CHILD_ERROR_KINDS, StudentCodeError
 from .reference import MASK_LEVEL, Prompt, ReferenceOutputs, Scaled, reference_outputs
 
 TIE_EPS = 1e-2
@@ -51,7 +51,8 @@ def passed_on(entry: dict, *, call: str, expected: str, instance: str = "", hint
         return entry["value"]
     if "error" in entry:
         info = entry["error"]
-        raise StudentCodeError(str(info.get("kind", "exception")),
+        kind = str(info.get("kind", "exception"))  # from a process that ran student code: never "internal"
+        raise StudentCodeError(kind if kind in CHILD_ERROR_KINDS - {"internal"} else "exception",
                                f"On {instance}: {info.get('message', f'{call} failed')}" if instance else
                                str(info.get("message", f"{call} failed")), traceback=str(info.get("traceback", "")))
     bad = entry.get("unsupported", {})

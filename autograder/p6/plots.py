@@ -2,9 +2,11 @@
 
 Scores the course's random, Shakespeare and NeurIPS strings (from the rubric's data section or
 AUTOGRADER_DATA_DIR; without them, 100 random-letter strings made here stand for the random
-set) with a submission's ``log_likelihood``, or the reference's, run in the sandbox like any
-graded code, and writes one PNG per dataset plus one with all of them, with matplotlib's Agg
-backend (no display needed).
+set, and the missing files are named) with a submission's ``log_likelihood``, or the
+reference's, run in the sandbox like any graded code, and writes one PNG per dataset plus one
+with all of them when there are several (with one dataset it would be the same figure twice),
+with matplotlib's Agg backend (no display needed). Whatever goes wrong with the submission or
+the model is a PlotError with a one-line message.
 """
 from __future__ import annotations
 
@@ -26,6 +28,12 @@ TITLES = {"random": "random letters", "shakespeare": "Shakespeare", "neurips": "
 
 class PlotError(RuntimeError):
     """The log-likelihoods could not be computed; the message says why (the submission's error)."""
+
+
+def _one_line(text: str, limit: int = 400) -> str:
+    """A message on one line (the command prints one line per error), at most ``limit`` characters."""
+    line = " ".join(part.strip() for part in text.splitlines() if part.strip())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 def datasets(texts: CourseTexts) -> dict[str, list[str]]:
@@ -56,21 +64,21 @@ def score(upload: Path, *, model_dir: Path, device: str, strings: dict[str, list
                 try:
                     answers = process.harness("p6_log_likelihood", texts=tokens[start:start + CHUNK])
                 except StudentCodeError as error:
-                    raise PlotError(f"log_likelihood failed on the {name} strings: {error.feedback()}") from None
+                    raise PlotError(f"log_likelihood failed on the {name} strings: {_one_line(error.message)}") from None
                 for offset, entry in enumerate(answers):
                     try:
                         values.append(as_real(entry.get("value", entry.get("unsupported")),
                                               call="log_likelihood(model, text)", instance=f"{name} string {start + offset}"))
                     except CheckFailed as error:
-                        raise PlotError(str(error)) from None
+                        raise PlotError(_one_line(str(error))) from None
                 bar.update(len(answers))
             scores[name] = np.array(values)
     return scores
 
 
 def write_plots(scores: dict[str, np.ndarray], out_dir: Path, *, source: str) -> list[Path]:
-    """One histogram per dataset (log_likelihood_<name>.png) and all together
-    (log_likelihood_all.png) in out_dir; returns the paths written."""
+    """One histogram per dataset (log_likelihood_<name>.png) and, for several datasets, all
+    together (log_likelihood_all.png) in out_dir; returns the paths written."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -79,7 +87,7 @@ def write_plots(scores: dict[str, np.ndarray], out_dir: Path, *, source: str) ->
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     bins = np.linspace(min(v.min() for v in scores.values()), max(v.max() for v in scores.values()), 41)
-    for name, values in [*scores.items(), ("all", None)]:
+    for name, values in [*scores.items(), *([("all", None)] if len(scores) > 1 else [])]:
         figure, axes = plt.subplots(figsize=(7, 4))
         for label, data in (scores.items() if values is None else [(name, values)]):
             axes.hist(data, bins=bins, alpha=0.6, color=COLOURS.get(label), label=f"{TITLES.get(label, label)} ({len(data)})")
@@ -95,16 +103,39 @@ def write_plots(scores: dict[str, np.ndarray], out_dir: Path, *, source: str) ->
     return written
 
 
+def missing_data(data_files: dict) -> list[str]:
+    """The course's datasets that are not configured (named for the user)."""
+    return [name for name in DATASETS if name not in data_files]
+
+
 def make_plots(*, submission: Path | None, model: str | None, device: str, out: Path, data_files: dict,
-               progress: bool = True) -> list[Path]:
+               progress: bool = True, say=None) -> list[Path]:
     """Score the datasets with the submission's log_likelihood (the reference's when None) on the
-    model and write the figures to out; returns the PNG paths."""
-    model_dir = models.resolve_model(model or models.default_model_spec())
+    model and write the figures to out; returns the PNG paths. say: where notes go (the
+    missing course data). Raises PlotError, one line, for anything the user must fix."""
+    from ..sandbox import SubmissionError
+    from .data import DataError
+    try:
+        model_dir = models.resolve_model(model or models.default_model_spec())
+    except models.ModelUnavailableError as error:
+        raise PlotError(str(error)) from None
     if device == "auto":
         import torch
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    strings = datasets(load_course_texts(data_files))
+    missing = missing_data(data_files)
+    if missing and say is not None:
+        files = ", ".join(f"{name}.pkl" for name in missing)
+        instead = " (100 random-letter strings made here stand for random.pkl)" if "random" in missing else ""
+        say(f"course data not found: {files}; set AUTOGRADER_DATA_DIR to the folder holding them, or name them in the "
+            f"rubric's data: section. Plotting without them{instead}")
+    try:
+        strings = datasets(load_course_texts(data_files))
+    except DataError as error:
+        raise PlotError(str(error)) from None
     upload = Path(submission) if submission is not None else REFERENCE_UPLOAD
-    scores = score(upload, model_dir=model_dir, device=device, strings=strings, progress=progress)
+    try:
+        scores = score(upload, model_dir=model_dir, device=device, strings=strings, progress=progress)
+    except SubmissionError as error:
+        raise PlotError(f"{upload}: {error}") from None
     source = "reference" if submission is None else os.path.basename(os.path.abspath(submission))
     return write_plots(scores, out, source=f"{source}, model {model_dir.name}")

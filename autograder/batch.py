@@ -1,0 +1,519 @@
+"""``python -m autograder batch DIR``: grade a folder of submissions, in parallel, resumably.
+
+DIR holds one folder per submission (its name is the submission's id), or is a Gradescope
+export ("Download Submissions"), whose ``submission_metadata.yml`` maps each folder
+``submission_<n>`` to its submitters' names, student ids and e-mails.
+
+Each submission is graded by its own process (``python -m autograder grade``), so gradings
+never share state; as root each also gets its own sandbox uid (see isolation.py). A grading
+gets a wall-clock limit (``timeout_s``; by default the rubric's ``time_budget`` for a grading,
+or the sum of its per-test limits, plus ``OVERHEAD_S``); past it, it is stopped (SIGTERM, then
+SIGKILL after ``GRACE_S``) and recorded as ``timeout``. A process that dies without results is recorded as ``crashed``. Nothing a
+submission does stops the batch.
+
+Output (``out``): ``submissions/<id>/`` with ``results.json`` (Gradescope's format), ``grade.log``
+and ``status.json`` (written last, atomically: it marks the submission done), then ``scores.csv``,
+``summary.csv`` and ``totals.png`` (see scores.py). Re-running the same command skips the done
+submissions whose files, rubric and settings are unchanged (``force`` regrades them), so an
+interrupted batch resumed ends with exactly the scores of an uninterrupted one.
+
+``shard=(i, n)`` grades only the submissions whose id hashes to shard i of n: about 1/n of
+them, the same ones on every machine and on every run, even when submissions are added. Shards
+write ``shard-<i>-of-<n>.json`` and ``scores-shard-<i>-of-<n>.csv``; ``merge`` joins them.
+
+Ctrl-C (or SIGTERM) stops every grading at once: each gets SIGINT, then SIGKILL after
+``GRACE_S``; their temporary folders are removed and no status.json is written for them, so
+the next run grades them again; the caller exits 130.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import yaml
+
+from . import isolation
+from .results import failure_report, results_json, write_atomically
+from .rubric import DEFAULT_RUBRIC, load_rubric, rubric_settings
+from .scores import (SUBMISSIONS, Record, load_record, manifest_name, save_record, scores_csv,
+                     write_tables)
+from .uploads import EXPECTED_FILES
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+METADATA = "submission_metadata.yml"
+OVERHEAD_S = 120.0    # a grading's time beyond its tests' limits: start-up, model, reference outputs
+GRACE_S = 10.0        # from SIGTERM/SIGINT to SIGKILL
+GIB_PER_GRADING = {True: 3.0, False: 1.0}  # memory one grading may use, with P6 (GPT-2 small) and without
+POLL_S = 0.1
+
+
+class BatchError(RuntimeError):
+    """The batch cannot start (no such folder, not a folder of submissions, bad rubric)."""
+
+
+@dataclass(frozen=True)
+class Submission:
+    """One submission of a batch.
+
+    id: its folder's name in the batch folder.
+    path: that folder.
+    name, sid, email: the submitters' (``; ``-joined for group submissions), "" when unknown.
+    """
+
+    id: str
+    path: Path
+    name: str = ""
+    sid: str = ""
+    email: str = ""
+
+
+class _MetadataLoader(yaml.SafeLoader):
+    """Gradescope writes its metadata from Ruby: tags such as ``!ruby/object:BigDecimal`` are
+    read as the plain value under them instead of being refused."""
+
+
+def _untagged(loader, _suffix, node):
+    if isinstance(node, yaml.MappingNode):
+        return loader.construct_mapping(node, deep=True)
+    if isinstance(node, yaml.SequenceNode):
+        return loader.construct_sequence(node, deep=True)
+    return loader.construct_scalar(node)
+
+
+_MetadataLoader.add_multi_constructor("!", _untagged)
+
+
+def _field(entry: dict, name: str):
+    """A Gradescope metadata field: Ruby symbols appear as ``:name`` keys."""
+    return entry.get(f":{name}", entry.get(name)) if isinstance(entry, dict) else None
+
+
+def _metadata_file(root: Path) -> Path | None:
+    if (root / METADATA).is_file():
+        return root / METADATA
+    nested = [p for p in root.glob(f"*/{METADATA}") if p.is_file()]
+    return nested[0] if len(nested) == 1 else None
+
+
+def discover(root: Path) -> tuple[list[Submission], list[str], str]:
+    """(submissions sorted by id, warnings, what DIR is) for a batch folder.
+    Raises BatchError when ``root`` is not a folder of submissions."""
+    root = Path(root)
+    if not root.is_dir():
+        raise BatchError(f"{root}: no such folder")
+    metadata_path = _metadata_file(root)
+    warnings: list[str] = []
+    if metadata_path is not None:
+        base = metadata_path.parent
+        try:
+            metadata = yaml.load(metadata_path.read_text(encoding="utf-8"), Loader=_MetadataLoader) or {}
+        except (OSError, yaml.YAMLError) as error:
+            raise BatchError(f"{metadata_path}: cannot read Gradescope's metadata: {error}") from None
+        if not isinstance(metadata, dict):
+            raise BatchError(f"{metadata_path}: expected a mapping of submission folders to their metadata")
+        subs = []
+        for key, entry in metadata.items():
+            folder = base / str(key)
+            if not folder.is_dir():
+                warnings.append(f"{key}: listed in {METADATA} but no such folder here; skipped")
+                continue
+            people = [p for p in (_field(entry, "submitters") or []) if isinstance(p, dict)]
+            join = lambda what: "; ".join(str(_field(p, what) or "") for p in people).strip("; ")  # noqa: E731
+            subs.append(Submission(str(key), folder, join("name"), join("sid"), join("email")))
+        listed = {s.id for s in subs}
+        for folder in sorted(p for p in base.iterdir() if p.is_dir() and not p.name.startswith((".", "__"))):
+            if folder.name not in listed and folder.name not in metadata:
+                warnings.append(f"{folder.name}: not in {METADATA}; graded without a name")
+                subs.append(Submission(folder.name, folder))
+        kind = f"Gradescope export ({metadata_path})"
+    else:
+        if (root / "submission").is_dir() or any((root / name).is_file() for name in EXPECTED_FILES):
+            raise BatchError(f"{root} looks like one submission, not a folder of submissions: grade it with "
+                             f"`python -m autograder grade {root}`, or give batch the folder holding one folder "
+                             f"per submission")
+        subs = [Submission(p.name, p) for p in sorted(root.iterdir())
+                if p.is_dir() and not p.name.startswith((".", "__"))]
+        warnings += [f"{p.name}: a file, not a submission folder; ignored (unzip each submission into its own folder)"
+                     for p in sorted(root.iterdir()) if p.is_file() and not p.name.startswith(".")]
+        kind = "one folder per submission"
+    if not subs:
+        raise BatchError(f"{root}: no submission folders found")
+    return sorted(subs, key=lambda s: s.id), warnings, kind
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"2/8"`` -> (2, 8); raises ValueError unless 1 <= i <= n."""
+    index, _, count = text.partition("/")
+    i, n = int(index), int(count)
+    if not 1 <= i <= n:
+        raise ValueError(f"shard {text!r}: expected I/N with 1 <= I <= N")
+    return i, n
+
+
+def shard_of(submission_id: str, count: int) -> int:
+    """The shard (1..count) a submission belongs to: a hash of its id, so the split is the
+    same everywhere and a submission added later does not move the others."""
+    return int.from_bytes(hashlib.sha256(submission_id.encode()).digest()[:8], "big") % count + 1
+
+
+def usable_cpus() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def default_jobs(*, needs_model: bool) -> int:
+    """Parallel gradings that fit here: min(usable CPUs, available memory / the memory one
+    grading may use: 3 GiB with P6's GPT-2, 1 GiB without), and at least 1."""
+    cpus = usable_cpus()
+    try:
+        with open("/proc/meminfo", encoding="ascii") as handle:
+            info = dict(line.split(":", 1) for line in handle)
+        available_gib = int(info["MemAvailable"].split()[0]) / (1 << 20)
+    except (OSError, KeyError, ValueError):
+        available_gib = float("inf")
+    return max(1, min(cpus, int(available_gib // GIB_PER_GRADING[needs_model])))
+
+
+def _digest_files(folder: Path, digest) -> None:
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and not path.is_symlink():
+            digest.update(path.relative_to(folder).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+
+
+@dataclass
+class _Job:
+    submission: Submission
+    folder: Path
+    key: str
+    proc: subprocess.Popen
+    tmpdir: Path
+    started: float
+    deadline: float
+    log: object
+    stop_sent: float | None = None  # when SIGTERM/SIGINT was sent
+    timed_out: bool = False
+
+
+@dataclass
+class Batch:
+    """One batch run; ``run()`` grades, ``tables()`` writes the CSVs and the histogram.
+
+    root: the batch folder; out: the output folder.
+    jobs: parallel gradings (None: ``default_jobs``).
+    shard: (i, n) to grade only shard i of n; None for all.
+    force: regrade submissions already done.
+    model, device, seed, rubric: as for ``grade`` (model None: AUTOGRADER_MODEL or the default).
+    timeout_s: wall-clock limit of one grading (None: the rubric's time_budget, else the sum of
+        its per-test limits, + OVERHEAD_S).
+    progress: show a tqdm progress bar (on stderr).
+    """
+
+    root: Path
+    out: Path
+    jobs: int | None = None
+    shard: tuple[int, int] | None = None
+    force: bool = False
+    model: str | None = None
+    device: str = "cpu"
+    seed: int | None = None
+    rubric: Path = DEFAULT_RUBRIC
+    timeout_s: float | None = None
+    progress: bool = True
+    stream: object = None
+    submissions: list[Submission] = field(init=False)
+    assigned: list[Submission] = field(init=False)
+    _tmpdirs: set = field(init=False, default_factory=set)  # the gradings' TMPDIRs not yet removed
+
+    def __post_init__(self):
+        self.root, self.out, self.rubric = Path(self.root).resolve(), Path(self.out).resolve(), Path(self.rubric).resolve()
+        self.stream = self.stream or sys.stdout
+        self.submissions, self.warnings, self.kind = discover(self.root)
+        self.assigned = [s for s in self.submissions if self.shard is None or shard_of(s.id, self.shard[1]) == self.shard[0]]
+        try:
+            tests, settings = load_rubric(self.rubric), rubric_settings(self.rubric)
+        except Exception as error:
+            raise BatchError(str(error)) from None
+        self.needs_model = any(t.needs_model for t in tests)
+        self.parts = list(dict.fromkeys(t.part for t in tests))
+        self.part_max = {p: sum(t.weight for t in tests if t.part == p) for p in self.parts}
+        self.max_score = sum(t.weight for t in tests if not t.extra_credit)
+        self.extra_credit = sum(t.weight for t in tests if t.extra_credit)
+        self.test_rows = tests
+        if self.timeout_s is None:  # the rubric's budget for a whole grading, else the sum of its tests' limits
+            self.timeout_s = (settings.time_budget_s or sum(t.timeout for t in tests)) + OVERHEAD_S
+        if self.jobs is None:
+            self.jobs = default_jobs(needs_model=self.needs_model)
+        from . import models
+        self.model_spec = self.model or os.environ.get("AUTOGRADER_MODEL") or models.default_model_spec()
+        settings = {"rubric": hashlib.sha256(self.rubric.read_bytes()).hexdigest(), "model": self.model_spec,
+                    "device": self.device, "seed": self.seed}
+        self.settings = settings
+        self._settings_digest = json.dumps(settings, sort_keys=True).encode()
+
+    # -- bookkeeping -----------------------------------------------------------------------
+    def folder(self, submission: Submission) -> Path:
+        return self.out / SUBMISSIONS / submission.id
+
+    def key(self, submission: Submission) -> str:
+        """What the result depends on: the submission's files, the rubric and the settings."""
+        digest = hashlib.sha256(self._settings_digest)
+        _digest_files(submission.path, digest)
+        return digest.hexdigest()
+
+    def manifest(self) -> dict:
+        return {"dir": str(self.root), "ids": [s.id for s in self.submissions],
+                "shard": list(self.shard) if self.shard else None, "assigned": [s.id for s in self.assigned],
+                "settings": self.settings, "parts": self.parts, "part_max": self.part_max,
+                "max_score": self.max_score, "extra_credit": self.extra_credit}
+
+    def _say(self, text: str) -> None:
+        print(text, file=self.stream, flush=True)
+
+    # -- running ---------------------------------------------------------------------------
+    def run(self) -> list[Record]:
+        """Grade every assigned submission not done yet; returns the records of all assigned
+        ones. Raises KeyboardInterrupt (after stopping every grading) when interrupted."""
+        from tqdm import tqdm
+
+        self.out.mkdir(parents=True, exist_ok=True)
+        write_atomically(self.out / manifest_name(self.shard), json.dumps(self.manifest(), indent=1))
+        for line in self.warnings:
+            self._say(f"warning: {line}")
+        keys = {s.id: self.key(s) for s in self.assigned}
+        done, todo = {}, []
+        for s in self.assigned:
+            record = None if self.force else load_record(self.folder(s))
+            if record is not None and record.key == keys[s.id]:
+                done[s.id] = replace(record, name=s.name, sid=s.sid, email=s.email)  # the metadata as it is now
+            else:
+                todo.append(s)
+        shard_text = f", shard {self.shard[0]}/{self.shard[1]}: {len(self.assigned)} of them" if self.shard else ""
+        self._say(f"{len(self.submissions)} submissions in {self.root} ({self.kind}){shard_text}")
+        if done:
+            self._say(f"{len(done)} already graded, skipped (--force regrades them)")
+        if todo:
+            # stale tables would look like this run's; they are written again at the end
+            for name in ("scores.csv", "summary.csv", "totals.png"):
+                (self.out / name).unlink(missing_ok=True)
+            self._say(f"grading {len(todo)} with {min(self.jobs, len(todo))} parallel jobs, at most "
+                      f"{self.timeout_s:g} s each; results in {self.out}")
+            if self.needs_model:
+                self._warm_up()
+        isolation.become_subreaper()  # orphans of a killed grading come back here to be killed
+        running: dict[int, _Job] = {}
+        pending = list(todo)
+        bar = tqdm(total=len(todo), unit="submission", desc="grading", file=sys.stderr, disable=not self.progress,
+                   dynamic_ncols=True)
+        try:
+            while pending or running:
+                while pending and len(running) < self.jobs:
+                    job = self._start(pending.pop(0), keys)
+                    running[job.proc.pid] = job
+                time.sleep(POLL_S)
+                for pid, job in list(running.items()):
+                    if self._poll(job):
+                        with _interrupts_deferred():  # a record is written whole, or not at all
+                            record = self._finish(job, keep=set(running) - {pid})
+                            del running[pid]
+                        done[record.id] = record
+                        if record.status not in ("graded", "rejected"):
+                            bar.write(f"{record.id}: {record.status} (see {job.folder / 'grade.log'})")
+                        bar.update(1)
+        except BaseException:
+            self._stop_all(list(running.values()))
+            raise
+        finally:
+            bar.close()
+        return [done[s.id] for s in self.assigned]
+
+    def _warm_up(self) -> None:
+        """Build P6's reference outputs once, before parallel gradings would each build them."""
+        command = [sys.executable, "-m", "autograder", "prepare-model", "--no-gpt2", "--model", self.model_spec,
+                   "--device", self.device, "--rubric", str(self.rubric)]
+        proc = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True, start_new_session=True)
+        try:
+            output, _ = proc.communicate()
+        except BaseException:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            raise
+        last = (output.strip().splitlines() or [""])[-1]
+        self._say(last if proc.returncode == 0 else f"warning: preparing the model failed: {last}")
+
+    def _start(self, submission: Submission, keys: dict) -> _Job:
+        folder = self.folder(submission)
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in ("status.json", "results.json"):  # not done until this grading says so
+            (folder / name).unlink(missing_ok=True)
+        tmpdir = Path(tempfile.mkdtemp(prefix="autograder-batch-"))
+        self._tmpdirs.add(tmpdir)  # removed when the job ends, or by _stop_all
+        os.chmod(tmpdir, 0o711)  # the sandbox user must reach the grading's folders inside it
+        env = {**os.environ, "TMPDIR": str(tmpdir), "PYTHONUNBUFFERED": "1"}
+        env.setdefault("OMP_NUM_THREADS", str(max(1, usable_cpus() // self.jobs)))  # no oversubscription
+        command = [sys.executable, "-m", "autograder", "grade", str(submission.path), "--results",
+                   str(folder / "results.json"), "--rubric", str(self.rubric), "--device", self.device]
+        if self.model:
+            command += ["--model", self.model]
+        if self.seed is not None:
+            command += ["--seed", str(self.seed)]
+        log = open(folder / "grade.log", "w", encoding="utf-8")
+        now = time.monotonic()
+        proc = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        return _Job(submission, folder, keys[submission.id], proc, tmpdir, now, now + self.timeout_s, log)
+
+    def _poll(self, job: _Job) -> bool:
+        """True once the job's process has ended; enforces its time limit."""
+        if job.proc.poll() is not None:
+            return True
+        now = time.monotonic()
+        if job.stop_sent is None and now > job.deadline:
+            job.timed_out, job.stop_sent = True, now
+            job.proc.send_signal(signal.SIGTERM)  # the grading cleans up its sandbox and exits
+        elif job.stop_sent is not None and now > job.stop_sent + GRACE_S:
+            _kill_group(job.proc)
+        return False
+
+    def _finish(self, job: _Job, *, keep: set[int]) -> Record:
+        """Record an ended job (its results, or a failure report saying why there are none).
+        keep: the pids of the gradings still running."""
+        job.log.close()
+        _kill_strays(keep=keep)
+        shutil.rmtree(job.tmpdir, ignore_errors=True)
+        self._tmpdirs.discard(job.tmpdir)
+        _remove_partial_writes(job.folder)  # a killed grading's reserved space or half-written file
+        results = job.folder / "results.json"
+        data, status = None, "crashed"
+        if job.timed_out:
+            status, message = "timeout", (f"Grading did not finish within the batch's limit of {self.timeout_s:g} s "
+                                          f"and was stopped; see grade.log")
+            with open(job.folder / "grade.log", "a", encoding="utf-8") as log:
+                log.write(f"\nbatch: {message}\n")
+        else:
+            try:
+                data = json.loads(results.read_text(encoding="utf-8"))
+                status = data.get("extra_data", {}).get("status", "graded")
+            except (OSError, ValueError):
+                message = (f"The grading process ended with exit status {job.proc.returncode} before writing its "
+                           f"results; see grade.log")
+        if data is None:
+            report = failure_report(self.test_rows, message, execution_time=time.monotonic() - job.started,
+                                    status=status)
+            data = results_json(report)
+            write_atomically(results, json.dumps(data, indent=1))
+        parts = {p: 0.0 for p in self.parts}
+        for row in data.get("tests", []):
+            part = (row.get("tags") or [""])[0]
+            if part in parts:
+                parts[part] = round(parts[part] + float(row.get("score", 0.0)), 6)
+        s = job.submission
+        record = Record(s.id, s.name, s.sid, s.email, status, round(float(data.get("score", 0.0)), 6), parts,
+                        job.key, round(time.monotonic() - job.started, 1))
+        save_record(job.folder, record)
+        return record
+
+    def _stop_all(self, jobs: list[_Job]) -> None:
+        """Interrupted: SIGINT to every grading, SIGKILL after GRACE_S, then clean up; no
+        record is written for them, so the next run grades them again."""
+        for job in jobs:
+            if job.proc.poll() is None:
+                job.proc.send_signal(signal.SIGINT)
+        deadline = time.monotonic() + GRACE_S
+        for job in jobs:
+            try:
+                job.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                _kill_group(job.proc)
+        _kill_strays(keep=set())  # also a grading started just before the interrupt, not yet listed
+        for job in jobs:
+            job.log.close()
+            (job.folder / "results.json").unlink(missing_ok=True)
+            _remove_partial_writes(job.folder)
+        for tmpdir in list(self._tmpdirs):
+            shutil.rmtree(tmpdir, ignore_errors=True)
+            self._tmpdirs.discard(tmpdir)
+
+    # -- tables ----------------------------------------------------------------------------
+    def tables(self, records: list[Record]) -> str:
+        """Write the run's tables; returns what to print. A shard writes its own CSV only."""
+        if self.shard:
+            name = f"scores-shard-{self.shard[0]}-of-{self.shard[1]}.csv"
+            write_atomically(self.out / name, scores_csv(records, self.parts))
+            return (f"wrote {self.out / name}; when every shard is done, join them with "
+                    f"`python -m autograder merge {self.out}` (or list each shard's folder)")
+        summary = write_tables(self.out, records, self.manifest())
+        return f"{summary}\nwrote {self.out / 'scores.csv'}, {self.out / 'summary.csv'}, {self.out / 'totals.png'}"
+
+
+def _remove_partial_writes(folder: Path) -> None:
+    """Hidden files a grading process leaves when it is killed mid-way: the space it reserved
+    for results.json, a temporary file not yet renamed into place."""
+    for path in folder.glob(".results*"):
+        path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _interrupts_deferred():
+    """SIGINT and SIGTERM wait until the block is done (then the interrupt happens as usual)."""
+    signals = {signal.SIGINT, signal.SIGTERM}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    proc.wait()
+
+
+def _children_table() -> dict[int, list[int]]:
+    """ppid -> child pids, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as handle:
+                    ppid = int(handle.read().rsplit(b")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    return children
+
+
+def _kill_strays(*, keep: set[int]) -> None:
+    """Kill the processes reparented to this one (a subreaper) by gradings that died, with
+    their descendants, and reap them. ``keep``: the live gradings (this process's own children)."""
+    me = os.getpid()
+    table = _children_table()
+    strays = [p for p in table.get(me, []) if p not in keep]
+    stack, targets = list(strays), set()
+    while stack:
+        pid = stack.pop()
+        if pid not in targets:
+            targets.add(pid)
+            stack.extend(table.get(pid, []))
+    for pid in targets:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    for pid in strays:
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass

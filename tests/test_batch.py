@@ -1,0 +1,351 @@
+"""Batch grading: a Gradescope export of 20 mixed submissions (right, wrong, broken, rejected,
+timing out, hostile) graded with --jobs 2; an interrupted batch resumed to the same scores;
+shards merged equal to one run. Gradings use P3 alone (about 2 s each); its per-test limits are
+raised so that an endless loop meets the batch's own per-submission limit instead."""
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from autograder.batch import BatchError, discover, parse_shard, shard_of
+from autograder.scores import MergeError, merge
+from conftest import REPO, make_submission, rubric_of_parts
+from gradescope_schema import validate_results
+
+ROOT = os.geteuid() == 0
+BATCH_TIMEOUT_S = 30  # per submission; a P3 grading takes about 2 s alone
+P3_MAX = 5.0
+LOOP = "def full_joint(k):\n    while True:\n        pass\n"
+CORRECT_REST = """
+from math import prod
+def independent(k): return sum(x - 1 for x in k)
+def markov(k, m):
+    return prod(k[:m]) - 1 + sum((k[i] - 1) * prod(k[i - m:i]) for i in range(m, len(k)))
+"""
+
+
+def _hostile(body: str) -> str:
+    """A P3 module whose full_joint returns the right answer only if the attack worked."""
+    indented = "\n".join("    " + line for line in body.strip("\n").splitlines())
+    return f"{CORRECT_REST}\ndef full_joint(k):\n{indented}\n"
+
+
+HOSTILE = {
+    # kill the grading process: as root it cannot; otherwise that grading dies and the batch goes on
+    "kill_grader": _hostile("import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\nfrom math import prod\n"
+                            "return prod(k) - 1"),
+    # find this grading's results path on its parent's command line and write a perfect score there
+    "fake_results": _hostile(r"""
+import json, os
+from math import prod
+try:
+    argv = open(f"/proc/{os.getppid()}/cmdline", "rb").read().split(b"\0")
+    target = argv[argv.index(b"--results") + 1].decode()
+    for path in (target, os.path.join(os.path.dirname(target), "status.json")):
+        with open(path, "w") as handle:
+            json.dump({"score": 999, "total": 999, "tests": []}, handle)
+except Exception:
+    return -1
+return prod(k) - 1
+"""),
+    # a daemon that outlives the call and tries to rewrite every results file later
+    "daemon": _hostile("""
+import os, time, glob
+from math import prod
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        time.sleep(3)
+        for path in glob.glob("{area}/**/results.json", recursive=True):
+            try:
+                open(path, "w").write("{}")
+            except OSError:
+                pass
+        os._exit(0)
+    os._exit(0)
+return -1
+"""),
+}
+
+
+def _submissions(root: Path) -> dict[str, dict]:
+    """20 submissions in Gradescope's export layout; returns their metadata entries by folder."""
+    made = {}
+
+    def add(name, folder_maker, people):
+        folder_maker(root / name)
+        made[name] = people
+
+    one = lambda n: [{":name": f"Student {n}", ":sid": f"{1000 + n}", ":email": f"s{n}@example.edu"}]  # noqa: E731
+    add("submission_01", lambda f: make_submission(f), one(1))
+    add("submission_02", lambda f: make_submission(f, layout="loose"), one(2))
+    add("submission_03", lambda f: make_submission(f / "src"), one(3))
+    add("submission_04", lambda f: make_submission(f / "hw1", layout="loose"), one(4))  # loose, one level down
+    add("submission_05", lambda f: make_submission(f, {"p3_param_counts.py": CORRECT_REST.replace(
+        "prod(k[:m]) - 1", "prod(k[:m])") + "\ndef full_joint(k):\n    from math import prod\n    return prod(k) - 1\n"}),
+        one(5))  # markov off by one
+    add("submission_06", lambda f: make_submission(f, {"p3_param_counts.py": CORRECT_REST.replace(
+        "sum(x - 1 for x in k)", "sum(k)") + "\ndef full_joint(k):\n    from math import prod\n    return prod(k) - 1\n"}),
+        one(6))  # independent wrong
+    add("submission_07", lambda f: make_submission(f, {"p3_param_counts.py": "def full_joint(k):\n    return (\n"}),
+        one(7))
+    add("submission_08", lambda f: make_submission(f, {"p3_param_counts.py": "raise RuntimeError('boom')\n"}), one(8))
+    add("submission_09", lambda f: make_submission(f, {"p3_param_counts.py": "import os\nos._exit(0)\n"}), one(9))
+    add("submission_10", lambda f: (f.mkdir(parents=True), (f / "notes.txt").write_text("no code")), one(10))
+    add("submission_11", lambda f: (f.mkdir(parents=True), (f / "hw1.ipynb").write_text("{}")), one(11))
+    add("submission_12", lambda f: (make_submission(f / "v1"), make_submission(f / "v2")), one(12))  # two uploads
+    add("submission_13", lambda f: make_submission(f, {"P3_param_counts.py": "x = 1\n"}, drop=("p3_param_counts.py",)),
+        one(13))
+    add("submission_14", lambda f: make_submission(f, {"p3_param_counts.py": CORRECT_REST + LOOP}), one(14))  # timeout
+    for i, (name, source) in enumerate(HOSTILE.items(), start=15):  # the daemon only ever touches this test's files
+        source = source.replace("{area}", str(root.parent))
+        add(f"submission_{i}", lambda f, source=source: make_submission(f, {"p3_param_counts.py": source}), one(i))
+    add("submission_18", lambda f: make_submission(f, {"p3_param_counts.py": "print('x' * 10**6)\n" + CORRECT_REST +
+                                                       "def full_joint(k):\n    return 1.5\n"}), one(18))
+    add("submission_19", lambda f: (make_submission(f), (f / "__MACOSX").mkdir(), (f / "README.md").write_text("hi")),
+        one(19))
+    add("submission_20", lambda f: make_submission(f), [  # a group submission
+        {":name": "Pair One", ":sid": "2001", ":email": "one@example.edu"},
+        {":name": "Pair Two", ":sid": "2002", ":email": "two@example.edu"}])
+    return made
+
+
+def _write_metadata(root: Path, entries: dict[str, dict]) -> None:
+    """Gradescope's submission_metadata.yml, with a Ruby tag as Gradescope writes scores."""
+    lines = []
+    for name, people in entries.items():
+        lines += [f"{name}:", "  :submitters:"]
+        for person in people:
+            lines += [f"  - :name: {person[':name']}", f"    :sid: '{person[':sid']}'",
+                      f"    :email: {person[':email']}"]
+        lines += ["  :created_at: 2024-09-29 23:59:00.000000000 -07:00", "  :score: !ruby/object:BigDecimal 18:0.5e1"]
+    (root / "submission_metadata.yml").write_text("\n".join(lines) + "\n")
+
+
+@pytest.fixture(scope="module")
+def rubric(tmp_path_factory) -> Path:
+    path = rubric_of_parts(tmp_path_factory.mktemp("rubric") / "rubric.yaml", "p3a", "p3b", "p3c")
+    data = yaml.safe_load(path.read_text())
+    data["defaults"]["timeout"] = 600  # an endless loop meets the batch's limit, not the test's
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="module")
+def export(tmp_path_factory) -> tuple[Path, dict]:
+    root = tmp_path_factory.mktemp("export") / "assignment_1_export"
+    root.mkdir()
+    entries = _submissions(root)
+    _write_metadata(root, entries)
+    return root, entries
+
+
+def run_batch(folder: Path, out: Path, rubric: Path, *args: str, timeout: float = 600, **popen):
+    command = [sys.executable, "-m", "autograder", "batch", str(folder), "--out", str(out), "--rubric", str(rubric),
+               "--timeout", str(BATCH_TIMEOUT_S), "--no-progress", *args]
+    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=timeout, **popen)
+
+
+def read_csv(path: Path) -> list[dict]:
+    return list(csv.DictReader(io.StringIO(path.read_text())))
+
+
+@pytest.fixture(scope="module")
+def full_run(export, rubric, tmp_path_factory):
+    root, _ = export
+    out = root.parent / "batch"
+    with scratch_folder() as scratch:
+        start = time.monotonic()
+        done = run_batch(root, out, rubric, "--jobs", "2", env={**os.environ, "TMPDIR": str(scratch)})
+        seconds = time.monotonic() - start
+        time.sleep(4)  # a daemon left behind would have written by now
+        return done, out, seconds, list(scratch.iterdir())
+
+
+@contextlib.contextmanager
+def scratch_folder():
+    """A TMPDIR for a batch, to see that it leaves nothing there. In /tmp: the sandbox user must
+    reach the gradings' folders in it (pytest's own tmp_path is private to root)."""
+    folder = Path(tempfile.mkdtemp(prefix="autograder-test-batch-", dir="/tmp"))
+    folder.chmod(0o755)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_a_mixed_batch_grades_every_submission(export, full_run):
+    root, entries = export
+    done, out, seconds, leftovers = full_run
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = {row["id"]: row for row in read_csv(out / "scores.csv")}
+    assert list(rows) == sorted(entries) and len(rows) == 20
+    assert list(read_csv(out / "scores.csv")[0]) == ["id", "name", "sid", "email", "total", "p3a", "p3b", "p3c",
+                                                     "status"]
+    for name in ("submission_01", "submission_02", "submission_03", "submission_04", "submission_19",
+                 "submission_20"):
+        assert (rows[name]["total"], rows[name]["status"]) == ("5", "graded"), rows[name]
+    assert rows["submission_05"]["p3c"] == "0" and rows["submission_05"]["p3a"] == "1.5"
+    assert rows["submission_06"]["p3b"] == "0" and rows["submission_06"]["p3c"] == "2"
+    for name in ("submission_07", "submission_08", "submission_09", "submission_13"):
+        assert (rows[name]["total"], rows[name]["status"]) == ("0", "graded"), rows[name]
+    for name in ("submission_10", "submission_11", "submission_12"):
+        assert (rows[name]["total"], rows[name]["status"]) == ("0", "rejected"), rows[name]
+    assert (rows["submission_14"]["total"], rows["submission_14"]["status"]) == ("0", "timeout")
+    assert rows["submission_18"]["p3a"] == "0" and rows["submission_18"]["p3b"] == "1.5"
+    # hostile: no points for the attacked part, whatever happened to that grading
+    for name in ("submission_15", "submission_16", "submission_17"):
+        assert rows[name]["p3a"] == "0", rows[name]
+        assert rows[name]["status"] in (("graded",) if ROOT else ("graded", "crashed")), rows[name]
+    if ROOT:  # the sandbox user can neither kill the grader nor write its files
+        assert all(rows[n]["p3b"] == "1.5" and rows[n]["p3c"] == "2" for n in ("submission_15", "submission_16"))
+    # names from Gradescope's metadata, groups joined
+    assert (rows["submission_03"]["name"], rows["submission_03"]["sid"]) == ("Student 3", "1003")
+    assert rows["submission_20"]["name"] == "Pair One; Pair Two" and rows["submission_20"]["sid"] == "2001; 2002"
+    # each submission: a valid results.json, its log, its record
+    for name, row in rows.items():
+        folder = out / "submissions" / name
+        data = json.loads((folder / "results.json").read_text())
+        validate_results(data)
+        assert float(row["total"]) == pytest.approx(data["score"]) and data["score"] <= P3_MAX
+        assert (folder / "grade.log").is_file() and json.loads((folder / "status.json").read_text())["id"] == name
+        assert list(folder.glob(".results*")) == []  # no reserved space or temporary file left
+    assert "did you mean P3_param_counts.py" in (out / "submissions" / "submission_13" / "results.json").read_text()
+    assert "limit of 30 s" in (out / "submissions" / "submission_14" / "results.json").read_text()
+    # the summary and the histogram
+    summary = {row["part"]: row for row in read_csv(out / "summary.csv")}
+    assert summary["total"]["max"] == "5" and float(summary["p3a"]["share_full_marks"]) == pytest.approx(8 / 20)
+    assert (out / "totals.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "20 submissions" in done.stdout and "1 timeout" in done.stdout
+    # bounded: the slow one ran beside the others; nothing waited for it
+    assert seconds < 20 * 2.5 * 4 + BATCH_TIMEOUT_S, seconds
+    assert leftovers == []  # every grading's temporary folder removed, the stopped one's too
+
+
+def test_a_second_run_skips_what_is_done(export, rubric, full_run):
+    root, _ = export
+    _, out, _, _ = full_run
+    before = (out / "scores.csv").read_text()
+    done = run_batch(root, out, rubric, "--jobs", "2", timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "20 already graded, skipped" in done.stdout and (out / "scores.csv").read_text() == before
+
+
+def _subset(export, tmp_path: Path, names: list[str]) -> Path:
+    """A smaller export with some of the full one's submissions (same files, same metadata)."""
+    root, entries = export
+    sub = tmp_path / "subset"
+    sub.mkdir()
+    for name in names:
+        shutil.copytree(root / name, sub / name)
+    _write_metadata(sub, {name: entries[name] for name in names})
+    return sub
+
+
+SUBSET = ["submission_02", "submission_05", "submission_07", "submission_10", "submission_16", "submission_20"]
+
+
+def _rows_of(path: Path, names: list[str]) -> list[dict]:
+    return [row for row in read_csv(path) if row["id"] in names]
+
+
+def test_an_interrupted_batch_resumes_to_the_same_scores(export, rubric, full_run, tmp_path):
+    with contextlib.ExitStack() as stack:
+        _interrupted_then_resumed(stack, export, rubric, full_run, tmp_path)
+
+
+def _interrupted_then_resumed(stack, export, rubric, full_run, tmp_path):
+    folder = _subset(export, tmp_path, SUBSET)
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "autograder", "batch", str(folder), "--out", str(out), "--rubric", str(rubric),
+               "--jobs", "2", "--no-progress"]
+    scratch = stack.enter_context(scratch_folder())
+    env = {**os.environ, "TMPDIR": str(scratch)}
+    proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 300
+    while len(list(out.glob("submissions/*/status.json"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    interrupted_at = time.monotonic()
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stdout + stderr
+    assert time.monotonic() - interrupted_at < 30  # at once: SIGINT, then SIGKILL after 10 s at worst
+    assert "interrupted" in stderr and "resume" in stderr
+    done_records = list(out.glob("submissions/*/status.json"))
+    assert 2 <= len(done_records) < len(SUBSET)
+    assert not (out / "scores.csv").exists()  # nothing that looks like a finished batch
+    for folder_ in out.glob("submissions/*"):  # a submission without its record has no results either
+        assert (folder_ / "status.json").exists() == (folder_ / "results.json").exists(), folder_
+        assert list(folder_.glob(".results*")) == [], folder_  # nor anything half-written
+    assert list(scratch.iterdir()) == []  # temporary folders removed
+    resumed = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600, env=env)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"{len(done_records)} already graded" in resumed.stdout
+    _, full_out, _, _ = full_run
+    assert read_csv(out / "scores.csv") == _rows_of(full_out / "scores.csv", SUBSET)
+
+
+def test_shards_merged_equal_one_run(export, rubric, full_run, tmp_path):
+    folder = _subset(export, tmp_path, SUBSET)
+    shared = tmp_path / "shared"  # like a Slurm job array writing to one folder
+    procs = [subprocess.Popen([sys.executable, "-m", "autograder", "batch", str(folder), "--out", str(shared),
+                               "--rubric", str(rubric), "--shard", f"{i}/2", "--jobs", "1", "--no-progress"],
+                              cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in (1, 2)]
+    for proc in procs:
+        stdout, stderr = proc.communicate(timeout=600)
+        assert proc.returncode == 0, stdout + stderr
+    ones = {row["id"] for row in read_csv(shared / "scores-shard-1-of-2.csv")}
+    twos = {row["id"] for row in read_csv(shared / "scores-shard-2-of-2.csv")}
+    assert ones and twos and not ones & twos and ones | twos == set(SUBSET)
+    assert not (shared / "scores.csv").exists()
+    done = subprocess.run([sys.executable, "-m", "autograder", "merge", str(shared)], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    _, full_out, _, _ = full_run
+    assert read_csv(shared / "scores.csv") == _rows_of(full_out / "scores.csv", SUBSET)
+    assert (shared / "summary.csv").is_file() and (shared / "totals.png").is_file()
+    # a shard missing: merge says which, and writes nothing
+    (shared / "shard-2-of-2.json").unlink()
+    with pytest.raises(MergeError, match="shards 2/2 not found"):
+        merge([shared], tmp_path / "merged")
+    assert not (tmp_path / "merged").exists()
+
+
+def test_shards_are_deterministic_and_cover_everything():
+    ids = [f"submission_{i}" for i in range(400)]
+    shards = [shard_of(i, 4) for i in ids]
+    assert shards == [shard_of(i, 4) for i in ids] and set(shards) == {1, 2, 3, 4}
+    assert all(60 < shards.count(s) < 140 for s in (1, 2, 3, 4))  # about 1/4 each
+    assert parse_shard("3/8") == (3, 8)
+    for bad in ("0/2", "3/2", "x", "1/0"):
+        with pytest.raises(ValueError):
+            parse_shard(bad)
+
+
+def test_discover_reads_folders_and_refuses_a_single_submission(tmp_path):
+    make_submission(tmp_path / "plain" / "alice")
+    make_submission(tmp_path / "plain" / "bob", layout="loose")
+    (tmp_path / "plain" / "stray.zip").write_bytes(b"PK")
+    subs, warnings, kind = discover(tmp_path / "plain")
+    assert [s.id for s in subs] == ["alice", "bob"] and kind == "one folder per submission"
+    assert any("stray.zip" in w for w in warnings)
+    with pytest.raises(BatchError, match="looks like one submission"):
+        discover(make_submission(tmp_path / "single"))
+    with pytest.raises(BatchError, match="no such folder"):
+        discover(tmp_path / "nope")
+    done = subprocess.run([sys.executable, "-m", "autograder", "batch", str(tmp_path / "single")], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1 and "grade" in done.stderr
