@@ -105,8 +105,16 @@ MUTANTS = {
                                   "dtype=text.dtype, device=text.device)\n        text = torch.cat([eot, text], dim=1)\n" + FORWARD)},
         ("p6d", "p6e"), {"p6d_public", "p6d_random"}),
     # p6d: the log-softmax and the sum in float16
-    "log_likelihood_float16": ({"likelihood.py": replace(LIKELIHOOD, LOG_PROBS, LOG_PROBS.replace(".double()", ".half()"))},
-                               ("p6d", "p6e"), {"p6d_public", "p6d_random"}),
+    "log_likelihood_float16": ({"likelihood.py": '''
+        import torch
+        import torch.nn.functional as F
+
+        def log_likelihood(model, text):
+            with torch.no_grad():
+                logits, _ = model(text)
+                log_probs = F.log_softmax(logits[0, :-1].half(), dim=-1)  # float16, and so is the sum
+                return log_probs.gather(1, text[0, 1:, None]).sum().item()
+        '''}, ("p6d", "p6e"), {"p6d_public", "p6d_random"}),
     # p6e: the comparison the wrong way round
     "classification_inverted": ({"classifier.py": replace(CLASSIFIER, DECISION, DECISION.replace(" < ", " > "))},
                                 ("p6d", "p6e"), {"p6e_classification"}),
