@@ -23,6 +23,7 @@ from statistics import NormalDist
 import numpy as np
 
 from .child.codec import TensorValue, describe
+from .sandbox import StudentCodeError
 
 _INT_TYPES = (np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64)
 
@@ -58,6 +59,34 @@ def expect_exact_int(value, expected: int, *, call: str, hint: str = "", instanc
                                    expected=f"the int {expected}", hint=hint, instance=instance))
     if int(value) != expected:
         raise CheckFailed(feedback(call=call, got=f"{int(value)}", expected=f"{expected}", hint=hint, instance=instance))
+
+
+def map_calls(student, module: str, function: str, calls: list, *, shown: list[str], expected: str,
+              hint: str = "") -> list:
+    """``student.map(module, function, calls)``, with an unreadable return value named.
+
+    When one call returns a value that cannot cross to the grader as plain data (a sympy number,
+    a Fraction, an object of the student's own class), the child refuses the whole batch with a
+    message naming no call. This then repeats the calls one at a time and fails on the first such
+    one, naming it (``shown[i]`` describes call i), what came back, ``expected`` and ``hint``.
+    Other errors propagate unchanged."""
+    try:
+        return student.map(module, function, calls)
+    except StudentCodeError as error:
+        if error.kind != "bad_return":
+            raise
+        batch_error = error
+    for args, call in zip(calls, shown):
+        try:
+            student.call(module, function, *args)
+        except StudentCodeError as error:
+            if error.kind != "bad_return":
+                raise
+            what = error.message.removeprefix("the value returned cannot be graded: ").removesuffix(" cannot be graded")
+            raise CheckFailed(feedback(call=call, got=f"{what}, a value the grader cannot read",
+                                       expected=expected, hint=hint)) from None
+    batch_error.message = f"{function}(): {batch_error.message}"
+    raise batch_error
 
 
 # -- accepted forms of a returned value ----------------------------------------------------------
@@ -184,6 +213,55 @@ def expect_close(got, expected, *, rtol: float, atol: float, call: str, hint: st
                        f"{array[index] - expected_array[index]:.3g}; tolerance {tolerance[index]:.2g} = "
                        f"{atol:g} + {rtol:g}·|expected|)")
     return array
+
+
+def plain_numbers(value) -> np.ndarray | None:
+    """``value`` as a float64 array (a 0-d one for a scalar) when it holds real numbers in an
+    accepted form (Python or numpy number, ndarray, tensor; never a bool), else None. For
+    recognising known mistakes only: verdicts use ``as_real`` / ``as_array``."""
+    array = value.array if isinstance(value, TensorValue) else value
+    if type(array) is float:
+        return np.asarray(array)
+    if type(array) is int:
+        return np.asarray(float(array)) if abs(array) < 1e308 else None
+    if isinstance(array, np.generic) or type(array) is np.ndarray:
+        return np.asarray(array, dtype=np.float64) if np.asarray(array).dtype.kind in _REAL_KINDS else None
+    return None
+
+
+def known_mistake(got, mistakes, *, rtol: float, atol: float, shift: bool = False) -> str | None:
+    """The hint of the known mistake that ``got`` matches (several joined by "Or:" when more than
+    one does), else None (the check's generic hint then stays).
+
+    mistakes: (hint, value) pairs, value what that mistake returns on this instance (a number or
+    an array; None when the mistake gives no finite value here). ``got`` matches when it has
+    value's shape and ``|got − value| ≤ atol + rtol·|value|`` entrywise in float64; with
+    ``shift``, after removing the median of ``got − value`` (a constant the check accepts)."""
+    numbers = plain_numbers(got)
+    if numbers is None or not np.all(np.isfinite(numbers)):
+        return None
+    matched = []
+    for hint, value in mistakes:
+        if value is None:
+            continue
+        target = np.asarray(value, dtype=np.float64)
+        if target.shape != numbers.shape or not np.all(np.isfinite(target)):
+            continue
+        offset = float(np.median(numbers - target)) if shift and target.size else 0.0
+        if np.all(np.abs(numbers - offset - target) <= atol + rtol * np.abs(target)) and hint not in matched:
+            matched.append(hint)
+    return " Or: ".join(matched) or None
+
+
+def is_half_precision(value: float) -> bool:
+    """Whether a returned number is exactly a float16 or bfloat16 value, other than a small integer
+    (|v| ≤ 16): what ``.item()`` of a half-precision result gives (a float64 or float32 computation
+    lands on such a value with probability ~2**-13 or less)."""
+    if not math.isfinite(value) or value == 0.0 or (value == round(value) and abs(value) <= 16):
+        return False
+    as32 = np.float32(value)
+    bfloat16 = float(as32) == value and (int(as32.view(np.uint32)) & 0xFFFF) == 0
+    return bool(float(np.float16(value)) == value or bfloat16)
 
 
 def expect_close_up_to_shift(got, expected, *, rtol: float, atol: float, call: str, hint: str = "",
@@ -317,6 +395,28 @@ def mean_test(samples, expected: float, *, sd: float | None = None, bound: float
     return MeanTest(float(array.mean()), float(expected), standard_error, threshold, false_fail, method, n)
 
 
+def variance_test(samples, *, mean: float, variance: float, fourth_central_moment: float, bound: float,
+                  false_fail: float = FALSE_FAIL) -> MeanTest:
+    """Test that iid ``samples`` have variance ``variance``, given what a correct answer's draws
+    satisfy: mean ``mean``, E[(X − mean)⁴] = ``fourth_central_moment``, |X − mean| ≤ ``bound``.
+
+    observed is the sample variance S² (ddof 1, centred at the sample mean, so a wrong mean alone
+    does not fail it). For correct draws S² = n/(n−1)·(V̄ − (X̄ − mean)²) with V̄ the mean of
+    (X − mean)²: Bernstein's inequality bounds |V̄ − variance| (sd of (X − mean)² from the fourth
+    moment, range bound²) at false_fail/2 and (X̄ − mean)² (sd from the variance, range bound) at
+    false_fail/2, so |S² − variance| ≤ n/(n−1)·(ε_V + ε_X²) + variance/(n−1) fails a correct answer
+    with probability ≤ false_fail. Exact for any n, no normal approximation."""
+    array = _finite_sample(samples, "samples")
+    n = array.size
+    spread = math.sqrt(max(fourth_central_moment - variance**2, 0.0))
+    squares = mean_test((array - mean) ** 2, variance, sd=spread, bound=max(bound**2 - variance, variance),
+                        false_fail=false_fail / 2)
+    location = mean_test(array, mean, sd=math.sqrt(variance), bound=bound, false_fail=false_fail / 2)
+    threshold = n / (n - 1) * (squares.threshold + location.threshold**2) + variance / (n - 1)
+    return MeanTest(float(array.var(ddof=1)), float(variance), spread / math.sqrt(n), threshold, false_fail,
+                    "Bernstein's inequality for the squared deviations and for the mean", n)
+
+
 def two_sample_mean_test(samples, reference_samples, *, false_fail: float = FALSE_FAIL) -> MeanTest:
     """Test that two independent iid samples have the same mean (Welch's statistic, normal
     approximation at false_fail / NORMAL_MARGIN): observed is the first sample's mean, expected
@@ -447,6 +547,52 @@ def multinomial_fit_test(counts, probabilities, *, labels=None, pool=None, min_e
     cells = int(np.count_nonzero(expected > 0))
     return FitTest(tuple(names), observed, expected, max(divergence, 0.0), kl_threshold(max(n, 1), cells, false_fail),
                    false_fail)
+
+
+@dataclass(frozen=True)
+class PooledFit:
+    """Several independent goodness-of-fit tests judged as one (e.g. the second sampled token's
+    distribution given each first token): G = 2 Σ_g n_g D_g over the groups g.
+
+    By Agrawal's bound each n_g D_g has a moment generating function at most that of a
+    Gamma(cells_g − 1, 1); independent groups add, so Σ n_g D_g is dominated by a Gamma(d, 1) with
+    d = Σ_g (cells_g − 1), and P(Σ n_g D_g ≥ x) ≤ e^{−x} (e x / d)^d: the threshold solves that at
+    false_fail, for any group sizes, as ``kl_threshold`` does for one group."""
+
+    groups: tuple
+    statistic: float  # Σ_g n_g D_g
+    threshold: float  # the test fails when statistic ≥ threshold
+    false_fail: float
+
+    @property
+    def passed(self) -> bool:
+        return self.statistic < self.threshold
+
+    def summary(self) -> str:
+        cells = sum(len(g.labels) for g in self.groups)
+        return (f"G = {2 * self.statistic:.1f} over {len(self.groups)} groups and {cells} cells, pass band G < "
+                f"{2 * self.threshold:.1f} (a pooled G-test with Agrawal's finite-sample bound: draws from the expected "
+                f"distributions fail with probability ≤ {self.false_fail:.0e})")
+
+
+def pooled_fit_test(tests, *, false_fail: float = FALSE_FAIL) -> PooledFit:
+    """Pool FitTests of independent groups of draws into one test (see PooledFit)."""
+    tests = tuple(tests)
+    statistic = sum(t.draws * t.divergence for t in tests)
+    dof = sum(max(int(np.count_nonzero(t.expected > 0)) - 1, 0) for t in tests)
+    return PooledFit(tests, float(statistic), kl_threshold(1, dof + 1, false_fail), false_fail)
+
+
+def binomial_too_few(count: int, draws: int, probability: float, *, false_fail: float) -> bool:
+    """Whether ``count`` successes in ``draws`` trials are too few for success probability
+    ``probability``: Chernoff's bound P(X ≤ c) ≤ exp(−n·KL(c/n ‖ p)) for c < n·p is at most
+    false_fail (the bound is above the true tail, so the false-fail probability is ≤ false_fail)."""
+    if draws <= 0 or probability <= 0.0 or count >= draws * probability:
+        return False
+    share = count / draws
+    kl = (share * math.log(share / probability) if share > 0 else 0.0) + \
+        (1 - share) * math.log((1 - share) / (1 - probability))
+    return -draws * kl <= math.log(false_fail)
 
 
 def expect_fit(test: FitTest, *, call: str, quantity: str, hint: str = "", instance: str = "") -> None:

@@ -10,7 +10,8 @@ Public API (the grader calls these):
 - P3: p3_full_joint(k), p3_independent(k), p3_markov(k, m, *, first_term) -> SymPy value;
       p3_*_formula(n[, m]) -> the unevaluated Sum/Product in P3_K[1..n]
 - P4: p4_mixture(...) -> P4Mixture; p4_marginal_x2(mu1, sigma1, mu2, sigma2, grid) -> ndarray;
-      p4_gaussianity_gap(mu1, sigma1, mu2, sigma2) -> P4Gap; P4_TV_THRESHOLD
+      p4_gaussianity_gap(mu1, sigma1, mu2, sigma2) -> P4Gap; p4_gap_of_mixture(P4Mixture) -> P4Gap;
+      P4_TV_THRESHOLD
 - P5: p5_marginal_expr, p5_expected_estimator_expr, p5_likelihood_second_moment_expr,
       p5_log_bias_delta_expr, p5_log_bias_k1_expr (SymPy); p5_gaussian_latent_model(s, t)
       -> GaussianLatentModel (numeric sampler, likelihood, p(x) and bias yardsticks)
@@ -186,15 +187,18 @@ and a smooth but genuine one (μ_2 = 0, σ_2 = 1 + 0.1 x_1²) about 0.0102, both
 class P4Mixture:
     """p_f(x_2) discretised over x_1: the Gaussian mixture Σ_j weights[j] N(x_2 | means[j], sds[j]²).
 
-    The x_1 nodes are uniform on μ_1 ± 8σ_1 (trapezoid rule; weights ∝ N(x1_j | μ_1, σ_1²), summing
-    to 1, so the mixture is itself a probability density and its moments are exact for it).
+    The x_1 nodes lie on μ_1 ± 8σ_1, uniform or coarsened where a coarser grid already resolves μ_2
+    and σ_2 (trapezoid rule; weights ∝ N(x1_j | μ_1, σ_1²) × spacing, summing to 1, so the mixture is
+    itself a probability density and its moments are exact for it).
     """
 
     x1: np.ndarray  # (N,) quadrature nodes in x_1
     weights: np.ndarray  # (N,) sum to 1
     means: np.ndarray  # (N,) μ_2(x1)
-    sds: np.ndarray  # (N,) σ_2(x1) > 0
+    sds: np.ndarray  # (N,) σ_2(x1) > 0, or sqrt(σ_2(x1)² + smoothing²) when smoothed
     unresolved_mass: float  # probability of x_1 intervals across which (μ_2, σ_2) jump by > σ_2/2
+    smoothing: float = 0.0  # τ: the mixture is that of x_2 + τ ε (ε ~ N(0, 1) independent), see p4_mixture
+    nodes_evaluated: int = 0  # x_1 nodes at which μ_2 and σ_2 were evaluated (the mixture keeps fewer, see _p4_coarsen)
 
     @property
     def mean(self) -> float:
@@ -271,7 +275,15 @@ def p4_mixture(mu1, sigma1, mu2=None, sigma2=None, *, evaluate=None, x1_nodes=20
     leaves one such interval whose probability halves with each doubling; a steep but continuous μ_2
     is refined until it is resolved, so a Gaussian marginal is never mistaken for a comb of spikes.
     Each unresolved interval can move the marginal by at most its probability in total variation.
-    Raises ValueError for bad inputs or when max_x1_nodes nodes do not resolve the model.
+
+    When max_x1_nodes nodes do not resolve the model (μ_2 steep where σ_2 is tiny, e.g. x_2 = x_1² +
+    0.001 ε), the mixture is that of x_2 + τ ε' instead, ε' ~ N(0, 1) independent, with the smallest
+    τ (the ``smoothing``) that resolves it on the finest nodes: every σ_2 becomes sqrt(σ_2² + τ²).
+    Adding independent noise can only bring two distributions closer (data processing), and it
+    turns the Gaussian N(m, v) that matches x_2's moments into N(m, v + τ²), the one that matches
+    the smoothed x_2's, so the smoothed distance to Gaussianity is a lower bound on the true one;
+    a Gaussian marginal stays exactly Gaussian. Structure finer than τ (say, many narrow spikes)
+    is averaged away, so such a marginal may not be certified. Raises ValueError for bad inputs.
     """
     mu1, sigma1 = float(mu1), float(sigma1)
     if not (math.isfinite(mu1) and math.isfinite(sigma1) and sigma1 > 0.0):
@@ -286,22 +298,71 @@ def p4_mixture(mu1, sigma1, mu2=None, sigma2=None, *, evaluate=None, x1_nodes=20
     while True:
         weights = np.exp(-0.5 * u**2)
         weights /= weights.sum()  # trapezoid end corrections are below 1e-14 at ±8σ_1
-        smaller_sd = np.minimum(sds[1:], sds[:-1])  # (N − 1,)
-        jumps = (np.abs(np.diff(means)) > 0.5 * smaller_sd) | (np.abs(np.diff(sds)) > 0.5 * smaller_sd)
-        unresolved = float(np.sum(0.5 * (weights[1:] + weights[:-1])[jumps]))
+        interval_mass = 0.5 * (weights[1:] + weights[:-1])  # (N − 1,)
+        unresolved, tau = _p4_unresolved(means, sds, interval_mass, 0.0), 0.0
+        if unresolved > tv_tolerance and 2 * n - 1 > max_x1_nodes:
+            tau = _p4_smoothing(means, sds, interval_mass, tv_tolerance)
+            unresolved = _p4_unresolved(means, sds, interval_mass, tau)
         if unresolved <= tv_tolerance:
-            return P4Mixture(mu1 + sigma1 * u, weights, means, sds, unresolved)
-        if 2 * n - 1 > max_x1_nodes:
-            raise ValueError(
-                f"mu2/sigma2 change too fast to resolve with {max_x1_nodes} x1 nodes: probability "
-                f"{unresolved:.3g} sits in intervals where they jump by more than sigma2/2"
-            )
+            smoothed = np.sqrt(sds**2 + tau**2) if tau > 0.0 else sds
+            keep = _p4_coarsen(means, smoothed, factor=(n - 1) // (int(x1_nodes) - 1))
+            kept_u = u[keep]
+            spacing = np.diff(kept_u, prepend=kept_u[0]) + np.diff(kept_u, append=kept_u[-1])  # trapezoid: 2 × cell
+            kept_weights = np.exp(-0.5 * kept_u**2) * spacing
+            return P4Mixture(mu1 + sigma1 * kept_u, kept_weights / kept_weights.sum(), means[keep], smoothed[keep],
+                             unresolved, smoothing=tau, nodes_evaluated=n)
         # Nested refinement: the old nodes are the even ones, so only midpoints are new calls.
         n = 2 * n - 1
         u = np.linspace(-P4_X1_HALF_WIDTH, P4_X1_HALF_WIDTH, n)
         new_means, new_sds = _p4_batch(evaluate, mu1 + sigma1 * u[1::2])
         means = np.insert(means, np.arange(1, means.size), new_means)
         sds = np.insert(sds, np.arange(1, sds.size), new_sds)
+
+
+def _p4_coarsen(means, sds, *, factor: int) -> np.ndarray:
+    """Which of the nested grid's nodes to keep: every node of the starting grid (every factor-th),
+    and inside a starting interval only what it takes to resolve it. An interval (2^j fine steps)
+    whose nodes all hold μ_2 and σ_2 within half their smallest σ_2 of each other keeps just its two
+    ends, as on a coarser grid (the trapezoid rule there is as good as on the fine one); otherwise
+    its halves are examined in turn. Keeps a steep region's many nodes without paying for them
+    where μ_2 and σ_2 are flat. factor must be a power of two."""
+    keep = np.zeros(means.size, dtype=bool)
+    keep[::factor] = True
+    starts, size = np.arange(0, means.size - 1, factor), factor
+    while starts.size and size > 1:
+        block = starts[:, None] + np.arange(size + 1)[None, :]  # (blocks, size + 1) node indices
+        block_means, block_sds = means[block], sds[block]
+        half_smallest = 0.5 * block_sds.min(axis=1)
+        resolved = (np.ptp(block_means, axis=1) <= half_smallest) & (np.ptp(block_sds, axis=1) <= half_smallest)
+        split = starts[~resolved]
+        size //= 2
+        starts = np.concatenate([split, split + size])
+        keep[starts] = True
+    if size == 1:
+        keep[starts + 1] = True
+    return keep
+
+
+def _p4_unresolved(means, sds, interval_mass, tau: float) -> float:
+    """Probability of the x_1 intervals across which μ_2 or σ' = sqrt(σ_2² + τ²) moves by more than
+    half the smaller σ' (non-increasing in τ)."""
+    smoothed = np.sqrt(sds**2 + tau**2) if tau > 0.0 else sds
+    smaller = np.minimum(smoothed[1:], smoothed[:-1])
+    jumps = (np.abs(np.diff(means)) > 0.5 * smaller) | (np.abs(np.diff(smoothed)) > 0.5 * smaller)
+    return float(np.sum(interval_mass[jumps]))
+
+
+def _p4_smoothing(means, sds, interval_mass, tv_tolerance: float) -> float:
+    """The smallest τ (to 1 %) with _p4_unresolved(τ) ≤ tv_tolerance: bisection in log τ."""
+    spread = float(np.max(np.abs(np.diff(means)), initial=0.0) + np.max(np.abs(np.diff(sds)), initial=0.0))
+    high = max(4.0 * spread, float(np.max(sds)), 1e-300)
+    while _p4_unresolved(means, sds, interval_mass, high) > tv_tolerance:
+        high *= 2.0
+    low = high * 1e-12
+    while high / low > 1.01:
+        middle = math.sqrt(low * high)
+        low, high = (low, middle) if _p4_unresolved(means, sds, interval_mass, middle) <= tv_tolerance else (middle, high)
+    return high
 
 
 def p4_marginal_x2(mu1, sigma1, mu2, sigma2, grid, *, evaluate=None, tv_tolerance=1e-3):
@@ -327,6 +388,7 @@ class P4Gap:
     variance: float  # Var[x_2]
     modes: int  # local maxima of p_f with prominence ≥ 1e-3 × its peak, on 4001 grid points
     x1_nodes: int  # quadrature nodes in x_1 that were needed
+    smoothing: float = 0.0  # τ > 0: every number above is for x_2 + τ ε (a lower bound on the TV), see p4_mixture
 
     @property
     def certified_tv(self) -> float:
@@ -343,12 +405,45 @@ def p4_gaussianity_gap(mu1, sigma1, mu2=None, sigma2=None, *, evaluate=None, tv_
     ± 12 sd, with break points at quantiles of the component means; the mode count uses a uniform
     grid of 4001 points over the components ± 4 σ_2 (bumps narrower than its spacing can be missed,
     so modes is a description, not a certificate). μ_2, σ_2 come as callables or as evaluate (see
-    p4_mixture). Raises ValueError as p4_mixture does.
+    p4_mixture; when the mixture is smoothed, every number is the smoothed marginal's and certified_tv
+    stays a lower bound on the true distance). Raises ValueError as p4_mixture does.
     """
-    mixture = p4_mixture(mu1, sigma1, mu2, sigma2, evaluate=evaluate, tv_tolerance=tv_tolerance)
+    return p4_gap_of_mixture(p4_mixture(mu1, sigma1, mu2, sigma2, evaluate=evaluate, tv_tolerance=tv_tolerance))
+
+
+class _WindowedMixture:
+    """Σ_j w_j N(x | m_j, s_j²) at one point from the components that matter there.
+
+    Components are grouped by sd in factor-2 bands, each group sorted by mean; a point sums, per
+    group, the components whose mean lies within 12 × the group's largest sd of it. A component
+    left out is more than 12 of its sds away: its term is below 1e-31 of its weight. With tens of
+    thousands of narrow components (a steep μ_2) a point then costs tens of terms, not all of them.
+    """
+
+    def __init__(self, weights, means, sds):
+        bands = np.floor(np.log2(sds))
+        self.groups = []
+        for band in np.unique(bands):
+            chosen = bands == band
+            order = np.argsort(means[chosen], kind="stable")
+            group_means, group_sds = means[chosen][order], sds[chosen][order]
+            coeff = weights[chosen][order] / (math.sqrt(2.0 * math.pi) * group_sds)
+            self.groups.append((group_means, group_sds, coeff, 12.0 * float(group_sds.max())))
+
+    def at(self, x: float) -> float:
+        total = 0.0
+        for means, sds, coeff, reach in self.groups:
+            lo, hi = np.searchsorted(means, (x - reach, x + reach))
+            if hi > lo:
+                z = (x - means[lo:hi]) / sds[lo:hi]
+                total += float(coeff[lo:hi] @ np.exp(-0.5 * z * z))
+        return total
+
+
+def p4_gap_of_mixture(mixture: P4Mixture) -> P4Gap:
+    """p4_gaussianity_gap for a mixture already computed (see there)."""
     mean, sd = mixture.mean, math.sqrt(mixture.variance)
     weights, means, sds = mixture.distinct_components()  # same mixture, cheaper to evaluate
-    coeff = weights / (math.sqrt(2.0 * math.pi) * sds)  # (distinct,)
     keep = weights > 1e-15  # components that can matter at all decide the range
     lo = min(float(np.min((means - 12 * sds)[keep])), mean - 12 * sd)
     hi = max(float(np.max((means + 12 * sds)[keep])), mean + 12 * sd)
@@ -361,18 +456,17 @@ def p4_gaussianity_gap(mu1, sigma1, mu2=None, sigma2=None, *, evaluate=None, tv_
     breaks = np.unique((means[picked, None] + offsets[None, :] * sds[picked, None]).reshape(-1))
     breaks = breaks[(breaks > lo) & (breaks < hi)]
 
-    def marginal(x2):  # the mixture density at one point; quad calls this thousands of times
-        return float(coeff @ np.exp(-0.5 * ((x2 - means) / sds) ** 2))
+    marginal = _WindowedMixture(weights, means, sds).at  # quad calls this thousands of times
 
     def gaussian(x2):
         return math.exp(-0.5 * ((x2 - mean) / sd) ** 2) / (math.sqrt(2.0 * math.pi) * sd)
 
-    options = dict(points=breaks, limit=2000, epsabs=1e-10, epsrel=1e-10, full_output=1)
+    options = dict(points=breaks, limit=2000, epsabs=1e-7, epsrel=1e-7, full_output=1)
     l1, l1_error, *_ = integrate.quad(lambda x2: abs(marginal(x2) - gaussian(x2)), lo, hi, **options)
     mass, _, *_ = integrate.quad(marginal, lo, hi, **options)
 
     grid = np.linspace(float(np.min((means - 4 * sds)[keep])), float(np.max((means + 4 * sds)[keep])), 4001)
-    values = mixture.density(grid)
+    values = np.array([marginal(x2) for x2 in grid])
     # Pad with zeros so a peak at the grid's edge still counts; prominence screens out ripples.
     peaks, _ = signal.find_peaks(np.concatenate([[0.0], values, [0.0]]), prominence=1e-3 * values.max())
     return P4Gap(
@@ -383,7 +477,8 @@ def p4_gaussianity_gap(mu1, sigma1, mu2=None, sigma2=None, *, evaluate=None, tv_
         mean=mean,
         variance=mixture.variance,
         modes=int(peaks.size),
-        x1_nodes=int(mixture.weights.size),
+        x1_nodes=int(mixture.nodes_evaluated or mixture.weights.size),
+        smoothing=mixture.smoothing,
     )
 
 
@@ -459,6 +554,28 @@ class GaussianLatentModel:
         """Var_z[p(x|z)] = N(x | 0, s² + t²/2)/(2t√π) − p(x)²."""
         second = _normal_pdf(x, 0.0, self.s**2 + self.t**2 / 2) / (2 * self.t * math.sqrt(math.pi))
         return float(second - self.marginal(x) ** 2)
+
+    def likelihood_moment(self, x, power: int) -> float:
+        """E_z[p(x|z)^j] = (2πt²)^(−j/2) sqrt(t² / (t² + j s²)) exp(−j x² / (2(t² + j s²)))."""
+        spread = self.t**2 + power * self.s**2
+        return float((2 * math.pi * self.t**2) ** (-power / 2) * math.sqrt(self.t**2 / spread)
+                     * math.exp(-power * x**2 / (2 * spread)))
+
+    def estimator_variance(self, x, k) -> float:
+        """Var[A] for A the average of p(x | z_j) over k iid draws: Var_z[p(x|z)] / k."""
+        return self.likelihood_variance(x) / k
+
+    def estimator_fourth_central_moment(self, x, k) -> float:
+        """E[(A − p(x))⁴] for A the average over k iid draws: (μ₄ + 3(k − 1)σ⁴) / k³, with μ₄ and σ² the
+        central moments of p(x|z), μ₄ from the raw moments E[p(x|z)^j], j ≤ 4."""
+        p = self.marginal(x)
+        m2, m3, m4 = (self.likelihood_moment(x, j) for j in (2, 3, 4))
+        mu4 = m4 - 4 * m3 * p + 6 * m2 * p**2 - 3 * p**4
+        return (mu4 + 3 * (k - 1) * self.likelihood_variance(x) ** 2) / k**3
+
+    def log_likelihood_variance(self, x) -> float:
+        """Var_z[log p(x|z)] = Var[(x − z)²] / (4t⁴) = (s⁴ + 2x²s²) / (2t⁴): the spread of log A for k = 1."""
+        return (self.s**4 + 2 * x**2 * self.s**2) / (2 * self.t**4)
 
     def log_bias_delta(self, x, k) -> float:
         """Delta-method bias of log A with k draws: −Var_z[p(x|z)] / (2k p(x)²)."""

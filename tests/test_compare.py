@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 
 from autograder.child.codec import TensorValue
-from autograder.compare import (CheckFailed, as_array, as_bool, as_real, expect_close, expect_close_up_to_shift,
-                                mean_test, normal_threshold, two_sample_mean_test)
+from autograder.compare import (CheckFailed, as_array, as_bool, as_real, binomial_too_few, expect_close,
+                                expect_close_up_to_shift, is_half_precision, known_mistake, mean_test,
+                                multinomial_fit_test, normal_threshold, pooled_fit_test, two_sample_mean_test,
+                                variance_test)
 
 
 def tensor(value, dtype="torch.float32"):
@@ -129,3 +131,66 @@ def test_two_sample_test_reports_what_feedback_needs():
     assert test.standard_error == pytest.approx(math.sqrt(1 / 20000 + 1 / 200000), rel=0.02)
     assert test.detectable == pytest.approx(test.threshold + 3.09 * test.standard_error, rel=1e-3)
     assert "standard errors" in test.summary() and "probability ≤ 1.0e-06" in test.summary()
+
+
+# -- the variance test (P5a), the pooled G-test and the binomial count (P6c) -----------------------
+
+
+def test_variance_test_keeps_its_false_fail_bound_and_catches_one_draw_reused():
+    """Bounded draws (uniform on [0, 1]: mean ½, variance 1/12, fourth central moment 1/80), at
+    false-fail 1e-2 so that a simulation can see it; and a sample k = 4 times too spread fails."""
+    rng = np.random.default_rng(3)
+    runs = [variance_test(rng.uniform(size=2000), mean=0.5, variance=1 / 12, fourth_central_moment=1 / 80, bound=0.5,
+                          false_fail=1e-2) for _ in range(2000)]
+    assert sum(not test.passed for test in runs) / len(runs) <= 1e-2
+    assert "Bernstein" in runs[0].band_text() and runs[0].expected == pytest.approx(1 / 12)
+    spread = 0.5 + 2.0 * (rng.uniform(size=2000) - 0.5)  # variance 4/12, same mean: "one draw reused"
+    assert not variance_test(np.clip(spread, 0, 1), mean=0.5, variance=1 / 12, fourth_central_moment=1 / 80,
+                             bound=0.5).passed
+    shifted = variance_test(rng.uniform(size=2000) + 0.3, mean=0.5, variance=1 / 12, fourth_central_moment=1 / 80,
+                            bound=0.5)
+    assert shifted.passed  # a wrong mean is the mean test's business, not this one's
+
+
+def test_pooled_fit_keeps_its_false_fail_bound():
+    """Three groups of draws from known distributions, at false-fail 1e-2: the pooled test fails
+    correct draws at most that often, and a group drawn from another distribution fails it."""
+    rng = np.random.default_rng(5)
+    groups = [np.array([0.5, 0.3, 0.2]), np.full(6, 1 / 6), np.array([0.9, 0.1])]
+    sizes = [200, 120, 60]
+
+    def pooled(samplers):
+        return pooled_fit_test([multinomial_fit_test(rng.multinomial(n, q), p, min_expected=0, false_fail=1e-2)
+                                for n, q, p in samplers], false_fail=1e-2)
+    runs = [pooled(zip(sizes, groups, groups)) for _ in range(3000)]
+    assert sum(not run.passed for run in runs) / len(runs) <= 1e-2
+    wrong = [groups[0], np.full(6, 1 / 6), np.array([0.5, 0.5])]  # the last group drawn at another temperature
+    assert not pooled(zip(sizes, wrong, groups)).passed
+    assert "pooled G-test" in runs[0].summary()
+
+
+def test_binomial_count_fails_a_missing_token_only_when_it_should_be_seen():
+    assert binomial_too_few(0, 1200, 0.02, false_fail=1e-6)  # 24 draws expected: none is damning
+    assert not binomial_too_few(0, 1200, 0.005, false_fail=1e-6)  # 6 expected: none happens to a correct sampler
+    assert not binomial_too_few(20, 1200, 0.02, false_fail=1e-6)
+    rng = np.random.default_rng(7)
+    counts = rng.binomial(300, 0.03, size=200_000)
+    verdict = {int(c): binomial_too_few(int(c), 300, 0.03, false_fail=1e-3) for c in np.unique(counts)}
+    assert sum(verdict[int(c)] for c in counts) / counts.size <= 1e-3
+
+
+def test_known_mistake_names_what_matches_within_tolerance():
+    mistakes = [("averaged", 2.0), ("doubled", 8.0), ("not finite", math.inf), ("nothing", None)]
+    assert known_mistake(2.05, mistakes, rtol=0.0, atol=0.1) == "averaged"
+    assert known_mistake(5.0, mistakes, rtol=0.0, atol=0.1) is None
+    assert known_mistake(np.array([1.0, 2.0]) + 7.0, [("shifted", np.array([1.0, 2.0]))], rtol=0, atol=1e-9,
+                         shift=True) == "shifted"
+    assert known_mistake(tensor(8.0), mistakes, rtol=0.0, atol=0.1) == "doubled"
+    assert known_mistake(3.0, [("a", 3.0), ("b", 3.0)], rtol=0, atol=0) == "a Or: b"
+
+
+@pytest.mark.parametrize("value, half", [(-437.25, True), (float(np.float16(-123.456)), True), (-1714.0, True),
+                                         (-437.2512345, False),
+                                         (-12.0, False), (float(np.float32(-437.2512345)), False), (0.0, False)])
+def test_half_precision_values_are_recognised(value, half):
+    assert is_half_precision(value) is half

@@ -83,6 +83,20 @@ MUTANTS = {
     "constant_scipy_rows_nan_on_zero_row": (replace(C_LINE, """from scipy.stats import entropy
     return float(-sum(p[i].sum() * entropy(p[i]) for i in range(p.shape[0])))"""), {"p1_constant_public"}),
     "constant_hard_coded": (hard_coded("theta_independent_term", "0.5"), {"p1_constant_random"}),
+    # KL(q ‖ p̂) instead of KL(p̂ ‖ q): finite on the dense public instance, infinite where p̂(y|x) = 0 < q
+    "kl_arguments_swapped": (replace(KL_LINE, """p_x = p.sum(axis=1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(q > 0, p_x * q * (np.log(q) - np.log(conditional)), 0.0)
+    return float(np.sum(terms))"""), {"p1_kl_public", "p1_kl_random"}),
+}
+
+# What the feedback must say for a mutant whose answer matches a known mistake: {mutant: {test id: words}}.
+NAMES_THE_MISTAKE = {
+    "kl_arguments_swapped": {"p1_kl_public": "KL's arguments are swapped", "p1_kl_random": "arguments look swapped"},
+    "kl_joint_instead_of_conditional": {"p1_kl_public": "use the conditional p(y|x) = p(x, y) / p(x), not the joint"},
+    "loglik_log2": {"p1_loglik_public": "the right value in bits", "p1_loglik_random": "the right value in bits"},
+    "constant_sign": {"p1_constant_public": "the right value with the opposite sign"},
+    "constant_joint_entropy": {"p1_constant_public": "that is −H(X, Y), the joint"},
 }
 
 RIGHT_BUT_DIFFERENT = {
@@ -139,6 +153,8 @@ def test_wrong_submission_loses_exactly_its_checks(tmp_path, grade_submission, r
         assert graded.score(test_id) == 0
         function = {"kl": "expected_kl(", "loglik": "expected_log_likelihood(", "constant": "theta_independent_term("}
         assert function[test_id.split("_")[1]] in graded.output(test_id)  # feedback names the call
+    for test_id, words in NAMES_THE_MISTAKE.get(name, {}).items():
+        assert words in graded.output(test_id), graded.output(test_id)
 
 
 def test_correct_base_keeps_full_marks(tmp_path, grade_submission, rubric):

@@ -58,6 +58,19 @@ MUTANTS = {
                           {"p2_uniform_public", "p2_nonuniform_public", "p2_random"}),
     # the public answers from a table
     "hard_coded": (_hard_coded(), {"p2_random"}),
+    # + ‖μ_y‖²/(2σ²): the square expanded with the wrong sign
+    "norm_term_sign": (replace(B_LINE, "b = np.log(pi) + np.sum(mu**2, axis=1) / (2 * sigma**2)"),
+                       {"p2_uniform_public", "p2_nonuniform_public", "p2_random"}),
+}
+
+# What the feedback must say for a mutant whose answer matches a known mistake: {mutant: {test id: words}}.
+NAMES_THE_MISTAKE = {
+    "no_log_prior": {"p2_nonuniform_public": "your b leaves out log π_y", "p2_random": "your b leaves out log π_y"},
+    "no_norm_term": {"p2_uniform_public": "leaves out −‖μ_y‖²/(2σ²)", "p2_random": "leaves out −‖μ_y‖²/(2σ²)"},
+    "w_over_sigma": {"p2_uniform_public": "your W divides by σ, not σ²", "p2_random": "your W divides by σ, not σ²"},
+    "zero_bias_when_uniform": {"p2_uniform_public": "leaves out −‖μ_y‖²/(2σ²)"},
+    "smoothed_log_prior": {"p2_nonuniform_public": "off only for the rare class"},
+    "norm_term_sign": {"p2_random": "adds ‖μ_y‖²/(2σ²) instead of subtracting it"},
 }
 
 RIGHT_BUT_DIFFERENT = {
@@ -100,6 +113,8 @@ def test_wrong_submission_loses_exactly_its_checks(tmp_path, grade_submission, r
     for test_id in lose:
         assert graded.score(test_id) == 0
         assert "softmax_parameters(pi, mu, sigma)" in graded.output(test_id)
+    for test_id, words in NAMES_THE_MISTAKE.get(name, {}).items():
+        assert words in graded.output(test_id), graded.output(test_id)
 
 
 @pytest.mark.parametrize("name", sorted(RIGHT_BUT_DIFFERENT))

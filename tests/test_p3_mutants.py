@@ -47,6 +47,27 @@ def full_joint(k): return PUBLIC.get(tuple(k), 0)"""), {"p3a_random"}),
                                 {"p3c_public", "p3c_random"}),
     # p3c: int64 overflow on the big instances only
     "markov_numpy_int64": (replace("prod(k[i - m:i])", "int(__import__('numpy').prod(k[i - m:i]))"), {"p3c_random"}),
+    # p3c: window of m - 1 parents
+    "markov_window_too_short": (replace("prod(k[i - m:i])", "prod(k[i - m + 1:i])"), {"p3c_public", "p3c_random"}),
+    # p3a: a sympy Integer is not an int
+    "full_joint_sympy_integer": (replace("def full_joint(k): return prod(k) - 1",
+                                         "import sympy\ndef full_joint(k): return sympy.Integer(prod(k) - 1)"),
+                                 {"p3a_public", "p3a_random"}),
+}
+
+# What the feedback must say for a mutant whose answer matches a known mistake: {mutant: {test id: words}}.
+NAMES_THE_MISTAKE = {
+    "full_joint_no_minus_one": {"p3a_public": "subtract one"},
+    "full_joint_numpy_int64": {"p3a_random": "int64 overflow"},
+    "full_joint_float": {"p3a_random": "a count must be an exact int"},
+    "full_joint_sympy_integer": {"p3a_public": "full_joint([2, 2]) returned a sympy.core.numbers.Integer",
+                                 "p3a_random": "convert the count with int(...)"},
+    "independent_sum_k": {"p3b_public": "k_i - 1 free parameters, not k_i"},
+    "independent_float_sum": {"p3b_random": "rounded to a float"},
+    "markov_window_off_by_one": {"p3c_public": "the Markov window is off by one", "p3c_random": "off by one"},
+    "markov_window_too_short": {"p3c_public": "the Markov window is off by one"},
+    "markov_only_first_order": {"p3c_random": "previous variables, not m ="},
+    "markov_numpy_int64": {"p3c_random": "int64 overflow"},
 }
 
 RIGHT_BUT_DIFFERENT = {
@@ -94,6 +115,8 @@ def test_wrong_submission_loses_exactly_its_checks(tmp_path, grade_submission, r
         assert graded.score(test_id) == 0
         function = {"p3a": "full_joint(", "p3b": "independent(", "p3c": "markov("}[test_id[:3]]
         assert function in graded.output(test_id)  # feedback names the call that went wrong
+    for test_id, words in NAMES_THE_MISTAKE.get(name, {}).items():
+        assert words in graded.output(test_id), graded.output(test_id)
 
 
 @pytest.mark.parametrize("name", sorted(RIGHT_BUT_DIFFERENT))

@@ -52,6 +52,17 @@ MUTANTS = {
     "mu2_not_callable": (replace('"mu2": mu2,', '"mu2": 4.0,'), FORM_AND_MARGINAL),
     "tuple_not_dict": (replace('return {"mu1": 0.0, "sigma1": 1.0, "mu2": mu2, "sigma2": sigma2}', "return (0.0, 1.0, mu2, sigma2)"),
                        FORM_AND_MARGINAL),
+    # x2 = 1000 x1 + 1e-6 noise: far too steep for the nodes, and Gaussian all the same
+    "linear_nearly_deterministic": (replace(MU2, "    return 1000.0 * x1 - 3.0").replace(SIGMA2, "    return 1e-6\n"),
+                                    {"p4_counterexample_marginal"}),
+}
+
+# What the feedback must say for a mutant whose answer matches a known mistake: {mutant: {test id: words}}.
+NAMES_THE_MISTAKE = {
+    "linear_mean": {"p4_counterexample_marginal": "your mu2 is linear in x1 (about 2·x1 + 1)"},
+    "constant_mean": {"p4_counterexample_marginal": "your mu2 is constant (3)"},
+    "linear_nearly_deterministic": {"p4_counterexample_marginal": "your mu2 is linear in x1 (about 1000·x1 − 3)"},
+    "same_space_true": {"p4_same_space": "the reverse model's x_2-marginal is always one Gaussian"},
 }
 
 RIGHT_BUT_DIFFERENT = {
@@ -88,6 +99,22 @@ RIGHT_BUT_DIFFERENT = {
             model = Forward()
             return collections.OrderedDict(mu1=0, sigma1=2, mu2=model.mu2, sigma2=model.sigma2, note="bumps at -5, 0, 5")
         """,
+    # nearly deterministic and smooth: x2 = x1² + 0.001 noise (a χ²₁ shape), too steep for the nodes alone
+    "nearly_deterministic_parabola": """
+        def same_hypothesis_space():
+            return False
+        def counterexample():
+            return {"mu1": 0.0, "sigma1": 1.0, "mu2": lambda x1: x1**2, "sigma2": lambda x1: 0.001}
+        """,
+    # smooth, with a jump, sigma2 = 1e-6 on one side and 1 on the other, at a large scale
+    "jump_and_tiny_noise_at_scale": """
+        import math
+        def same_hypothesis_space():
+            return False
+        def counterexample():
+            return {"mu1": 3.0, "sigma1": 2.0, "mu2": lambda x1: 1e3 * math.tanh(x1 - 3.0) + (500.0 if x1 > 4 else 0.0),
+                    "sigma2": lambda x1: 1e-6 if x1 < 3 else 1.0}
+        """,
 }
 
 
@@ -107,6 +134,8 @@ def test_wrong_submission_loses_exactly_its_checks(tmp_path, grade_submission, r
         function = "same_hypothesis_space()" if test_id == "p4_same_space" else "counterexample()"
         assert function in graded.output(test_id)
         assert "Internal grader error" not in graded.output(test_id)
+    for test_id, words in NAMES_THE_MISTAKE.get(name, {}).items():
+        assert words in graded.output(test_id), graded.output(test_id)
 
 
 @pytest.mark.parametrize("name", sorted(RIGHT_BUT_DIFFERENT))
@@ -123,7 +152,7 @@ def test_feedback_names_the_bad_value_and_the_gap(tmp_path, grade_submission, ru
 
     linear = grade("linear_mean").output("p4_counterexample_marginal")
     assert "x2-marginal is Gaussian, or too close to one to tell" in linear and "total variation distance" in linear
-    assert "Hint: with mu2 linear in x1 and sigma2 constant" in linear
+    assert "Hint: your mu2 is linear in x1" in linear and "sigma2 constant (0.5)" in linear
     negative = grade("sigma2_negative")
     for test_id in FORM_AND_MARGINAL:
         text = negative.output(test_id)

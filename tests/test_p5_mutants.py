@@ -10,7 +10,7 @@ import pytest
 from autograder.checks import test_p5_monte_carlo as checks
 from conftest import make_submission, rubric_of_parts
 
-P5_IDS = {"p5a_public", "p5a_random", "p5a_rng", "p5b_answer", "p5b_public", "p5b_random", "p5b_rng"}
+P5_IDS = {"p5a_public", "p5a_random", "p5a_variance", "p5a_rng", "p5b_answer", "p5b_public", "p5b_random", "p5b_rng"}
 A_STATS = {"p5a_public", "p5a_random"}
 B_STATS = {"p5b_public", "p5b_random"}
 
@@ -41,17 +41,23 @@ A_CELLS = sorted({(x, k) for _, _, x, k in checks.P5A_PUBLIC})
 B_CELLS = sorted({(x, k) for _, _, x, k in checks.P5B_PUBLIC})
 
 MUTANTS = {
-    # the sum of the k likelihoods: k times too large (k = 1 is right, the other cells are not)
-    "a_sum": (replace(A_LINE, "    return float(np.sum(likelihood(x, z)))"), A_STATS),
+    # the sum of the k likelihoods: k times too large (k = 1 is right, the other cells are not), and k² times the variance
+    "a_sum": (replace(A_LINE, "    return float(np.sum(likelihood(x, z)))"), A_STATS | {"p5a_variance"}),
     # sum / (k − 1): infinite for k = 1, k/(k − 1) too large otherwise
     "a_k_minus_one": (replace(A_LINE, "    with np.errstate(divide='ignore'):\n        return float(np.sum(likelihood(x, z)) / np.float64(k - 1))"),
-                      A_STATS),
+                      A_STATS | {"p5a_variance"}),
+    # sum / (k − 1) for k > 1 only: the mean is k/(k − 1) times p(x)
+    "a_k_minus_one_when_possible": (replace(A_LINE, "    return float(np.sum(likelihood(x, z)) / max(k - 1, 1))"),
+                                    A_STATS | {"p5a_variance"}),
     # right on the random models, wrong (the sum) on the public cells only
     "a_wrong_on_public_cells": (replace(A_LINE, f"    if (x, k) in {A_CELLS!r}:\n        return float(np.sum(likelihood(x, z)) + 0.1)\n{A_LINE}"),
-                                {"p5a_public"}),
+                                {"p5a_public", "p5a_variance"}),
     # right on the public cells only (as if tuned to them), the sum elsewhere
     "a_right_on_public_cells_only": (replace(A_LINE, f"    if (x, k) not in {A_CELLS!r}:\n        return float(np.sum(likelihood(x, z)))\n{A_LINE}"),
-                                     {"p5a_random"}),
+                                     {"p5a_random", "p5a_variance"}),
+    # one z drawn and used for all k terms: unbiased, but k times the variance of k draws
+    "a_one_draw_reused": (replace(A_LINE, "    return float(np.mean(likelihood(x, np.repeat(sample_prior(1, rng), k))))"),
+                          {"p5a_variance"}),
     # unbiased, but from a Generator of its own: not reproducible from the rng passed in
     "a_own_generator": (replace("def estimate_marginal(x, k, sample_prior, likelihood, rng):\n    z = sample_prior(k, rng)",
                                 "def estimate_marginal(x, k, sample_prior, likelihood, rng):\n    z = sample_prior(k, np.random.default_rng())"),
@@ -59,7 +65,7 @@ MUTANTS = {
     # a fixed seed of its own: every run returns the same number, which is one draw, not p(x)
     "a_fixed_seed": (replace("def estimate_marginal(x, k, sample_prior, likelihood, rng):\n    z = sample_prior(k, rng)",
                              "def estimate_marginal(x, k, sample_prior, likelihood, rng):\n    z = sample_prior(k, np.random.default_rng(0))"),
-                     A_STATS | {"p5a_rng"}),
+                     A_STATS | {"p5a_variance", "p5a_rng"}),
     # the average of the logs: its bias is the k = 1 bias for every k
     "b_mean_of_logs": (replace(B_LINE, "    return float(np.mean(np.log(likelihood(x, z))))"), B_STATS),
     # log of the sum: off by log k
@@ -73,8 +79,49 @@ MUTANTS = {
     "b_global_numpy_random": (replace("def log_estimate_marginal(x, k, sample_prior, likelihood, rng):\n    z = sample_prior(k, rng)",
                                       "def log_estimate_marginal(x, k, sample_prior, likelihood, rng):\n    z = sample_prior(k, np.random.default_rng(np.random.randint(2**31)))"),
                               {"p5b_rng"}),
+    # one z drawn and used for all k terms: the k = 1 bias for every k, and log p(x|z)'s full spread
+    "b_one_draw_reused": (replace(B_LINE, "    return float(np.log(np.mean(likelihood(x, np.repeat(z[:1], k)))))"), B_STATS),
+    # reads the model's parameters out of what it is handed and returns the closed form: gains nothing
+    "reads_the_model_and_returns_the_closed_form": ("""
+import math
+import numpy as np
+
+def _parameters(sample_prior, likelihood):
+    owner = getattr(sample_prior, "__self__", None)  # a bound method would give the model away
+    if owner is not None:
+        return owner.s, owner.t
+    found = {}
+    for function in (sample_prior, likelihood):
+        found.update({**(function.__kwdefaults__ or {}), **dict(zip(function.__code__.co_freevars,
+                                                                 (c.cell_contents for c in function.__closure__ or ())))})
+    return found["scale"], math.sqrt(0.5 / found["inverse_two_variance"])
+
+def estimate_marginal(x, k, sample_prior, likelihood, rng):
+    s, t = _parameters(sample_prior, likelihood)
+    return math.exp(-x**2 / (2 * (s**2 + t**2))) / math.sqrt(2 * math.pi * (s**2 + t**2))
+
+def log_estimate_marginal(x, k, sample_prior, likelihood, rng):
+    return math.log(estimate_marginal(x, k, sample_prior, likelihood, rng))
+
+def log_estimator_is_unbiased():
+    return False
+""", {"p5a_variance", "p5a_rng", "p5b_public", "p5b_random", "p5b_rng"}),
     "b_says_unbiased": (replace("    return False", "    return True"), {"p5b_answer"}),
     "b_answer_as_text": (replace("    return False", "    return 'no'"), {"p5b_answer"}),
+}
+
+# What the feedback must say for a mutant whose answer matches a known mistake: {mutant: {test id: words}}.
+NAMES_THE_MISTAKE = {
+    "a_sum": {"p5a_public": "you summed the likelihoods", "p5a_variance": "Var[A] = Var_z[p(x|z)] / k"},
+    "a_k_minus_one": {"p5a_public": "k − 1 when k = 1?"},
+    "a_k_minus_one_when_possible": {"p5a_public": "you divided by k − 1", "p5a_random": "you divided by k − 1"},
+    "a_one_draw_reused": {"p5a_variance": "one draw reused for all k terms"},
+    "a_fixed_seed": {"p5a_variance": "do not vary from run to run"},
+    "b_mean_of_logs": {"p5b_public": "not the average of the logs"},
+    "b_one_draw_reused": {"p5b_public": "one draw reused for all k terms", "p5b_random": "one draw reused"},
+    "b_log_of_sum": {"p5b_public": "the log of the sum of the likelihoods"},
+    "b_twice_the_draws": {"p5b_public": "more than k draws"},
+    "reads_the_model_and_returns_the_closed_form": {"p5a_variance": "do not vary from run to run"},
 }
 
 RIGHT_BUT_DIFFERENT = {
@@ -112,6 +159,20 @@ RIGHT_BUT_DIFFERENT = {
 }
 
 
+def test_the_model_callables_lead_to_no_model_object():
+    """What a P5 submission is handed: plain functions, no bound methods (``__self__``), no defaults,
+    no attributes, and nothing of the model in their globals; only their closures hold its two
+    numbers (see autograder/child/harness.py: knowing them gains nothing, as the cheat above shows)."""
+    from autograder.child import harness
+    sample_prior, likelihood = harness.gaussian_latent(1.37, 0.59)
+    for function in (sample_prior, likelihood):
+        assert not hasattr(function, "__self__") and not hasattr(function, "__wrapped__")
+        assert function.__defaults__ is None and function.__kwdefaults__ is None and function.__dict__ == {}
+        assert not any(value in (1.37, 0.59) for value in vars(harness).values() if isinstance(value, float))
+        assert all(type(c.cell_contents) is float for c in function.__closure__)
+    assert sample_prior(3, __import__("numpy").random.default_rng(0)).shape == (3,)
+
+
 @pytest.fixture
 def rubric(tmp_path):
     return rubric_of_parts(tmp_path / "rubric-p5.yaml", "p5a", "p5b")
@@ -130,6 +191,8 @@ def test_wrong_submission_loses_exactly_its_checks(tmp_path, grade_submission, r
             function = "log_estimator_is_unbiased()"
         assert function in graded.output(test_id)
         assert "Internal grader error" not in graded.output(test_id)
+    for test_id, words in NAMES_THE_MISTAKE.get(name, {}).items():
+        assert words in graded.output(test_id), graded.output(test_id)
 
 
 @pytest.mark.parametrize("name", sorted(RIGHT_BUT_DIFFERENT))

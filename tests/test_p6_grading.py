@@ -29,7 +29,7 @@ def test_reference_gets_full_marks_on_p6(grade_submission, p6_rubric):
     graded = grade_submission(REFERENCE, rubric=p6_rubric, model="tiny", device="cpu")
     validate_results(graded.json, rubric_titles=[t.title for t in load_rubric(p6_rubric)])
     assert graded.failed() == set(), {t: graded.output(t) for t in graded.failed()}
-    assert len(graded.rows) == 16 and all(t.startswith("p6") for t in graded.rows)
+    assert len(graded.rows) == 18 and all(t.startswith("p6") for t in graded.rows)
     assert "needs the course checkpoint" in graded.output("p6e_classification")  # says how p6e was graded
     assert "Agrawal" in graded.output("p6c_distribution_public")  # states the test and its false-fail bound
     assert "tiny" in graded.report.model

@@ -16,6 +16,7 @@ LIKELIHOOD = (REFERENCE / "submission" / "likelihood.py").read_text()
 CLASSIFIER = (REFERENCE / "submission" / "classifier.py").read_text()
 COUNTS = (REFERENCE / "submission" / "p6_gpt2_counts.py").read_text()
 DISTRIBUTION = {"p6c_distribution_public", "p6c_distribution_random"}
+SECOND = "p6c_second_step"
 H1 = {"p6f_public", "p6f_random"}
 H2 = {"p6h_public", "p6h_random"}
 FUNCTION = {"p6a": "bits_per_token(", "p6b": "added_parameters(", "p6c": "sample(", "p6d": "log_likelihood(",
@@ -40,6 +41,9 @@ TERMS = "        logits, targets = logits[0, :-1], text[0, 1:]  # (T-1, V), (T-1
 SUM = "        return total"
 FORWARD = "        logits, _ = model(text)  # (1, T, V); position t predicts token t + 1"
 DECISION = "        return log_likelihood(model, text) < RANDOM_TEXT_THRESHOLD"
+MIN_VALUES = "    min_values = values[:, -1:]  # (B, 1)"
+SCALE_CALL = """            logits = temperature_scale(logits, model, new_past, config, temperature,
+                                       temperature_horizon)"""
 
 # name: (files, parts graded, rubric ids lost)
 MUTANTS = {
@@ -48,16 +52,32 @@ MUTANTS = {
                              ("p6c",), {"p6c_support", *DISTRIBUTION}),
     # p6c: greedy decoding, always the most likely token
     "sample_greedy": (sample_file(DRAW, "            current_text = torch.argmax(probs, dim=-1, keepdim=True)"),
-                      ("p6c",), DISTRIBUTION),
+                      ("p6c",), {*DISTRIBUTION, SECOND}),
     # p6c: returns only the new tokens
     "sample_without_prompt": (sample_file("    return torch.cat(output, dim=1)", "    return torch.cat(output[1:], dim=1)"),
-                              ("p6c",), {"p6c_form", "p6c_support", *DISTRIBUTION}),
+                              ("p6c",), {"p6c_form", "p6c_support", *DISTRIBUTION, SECOND}),
+    # p6c, p6h: top_k_logits keeps k − 1 tokens (<= where < belongs: the k-th largest is masked too); horizon 2's
+    # second step barely moves (the k-th token's mass is inside p6h's tolerance), the direct check is exact
+    "top_k_keeps_k_minus_one": (sample_file("    return torch.where(logits < min_values, torch.full_like(logits, MASKED), logits)",
+                                            "    return torch.where(logits <= min_values, torch.full_like(logits, MASKED), logits)"),
+                                ("p6c", "p6h"), {"p6c_top_k", "p6c_distribution_random"}),
+    # p6c, p6h: top_k_logits keeps k + 1 tokens
+    "top_k_keeps_k_plus_one": (sample_file("    values, _ = torch.topk(logits, k)  # (B, k), sorted descending",
+                                           "    values, _ = torch.topk(logits, min(k + 1, logits.size(-1)))"),
+                               ("p6c", "p6h"), {"p6c_top_k", "p6c_support", *DISTRIBUTION}),
+    # p6c: the temperature at the first step only, later steps at T = 1
+    "temperature_first_step_only": (sample_file(SCALE_CALL, SCALE_CALL.replace("config, temperature,", "config, "
+                                                "temperature if len(output) == 1 else None,")), ("p6c",), {SECOND}),
     # p6f: multiplies by T (the sampler that uses it draws from the wrong distribution too)
     "temperature_multiplied": (sample_file(HORIZON_ONE, "        return logits * temperature"),
-                               ("p6c", "p6f"), {*H1, "p6c_distribution_random"}),
+                               ("p6c", "p6f"), {*H1, "p6c_distribution_random", SECOND}),
     # p6f: ignores T at horizon 1
     "temperature_ignored": (sample_file(HORIZON_ONE, "        return logits"),
-                            ("p6c", "p6f"), {*H1, "p6c_distribution_random"}),
+                            ("p6c", "p6f"), {*H1, "p6c_distribution_random", SECOND}),
+    # p6f: log_softmax(logits / T): the same distribution, a constant lower per row; the rule (README):
+    # horizon 1 returns logits / T itself, so p6f is lost and the sampler keeps its points
+    "temperature_log_softmax": (sample_file(HORIZON_ONE, "        return F.log_softmax(logits / temperature, dim=-1)"),
+                                ("p6c", "p6f"), H1),
     # p6h: the second step's distribution without its top-k filter
     "horizon_two_without_second_top_k": (sample_file(SECOND_TOP_K, "            next_logits = next_logits[:, -1, :]"),
                                          ("p6f", "p6h"), H2),
@@ -84,6 +104,17 @@ MUTANTS = {
         {"likelihood.py": replace(LIKELIHOOD, FORWARD, "        eot = torch.full((1, 1), model.config.vocab_size - 1, "
                                   "dtype=text.dtype, device=text.device)\n        text = torch.cat([eot, text], dim=1)\n" + FORWARD)},
         ("p6d", "p6e"), {"p6d_public", "p6d_random"}),
+    # p6d: the log-softmax and the sum in float16
+    "log_likelihood_float16": ({"likelihood.py": '''
+        import torch
+        import torch.nn.functional as F
+
+        def log_likelihood(model, text):
+            with torch.no_grad():
+                logits, _ = model(text)
+                log_probs = F.log_softmax(logits[0, :-1].half(), dim=-1)  # float16, and so is the sum
+                return log_probs.gather(1, text[0, 1:, None]).sum().item()
+        '''}, ("p6d", "p6e"), {"p6d_public", "p6d_random"}),
     # p6e: the comparison the wrong way round
     "classification_inverted": ({"classifier.py": replace(CLASSIFIER, DECISION, DECISION.replace(" < ", " > "))},
                                 ("p6d", "p6e"), {"p6e_classification"}),
@@ -113,6 +144,36 @@ MUTANTS = {
     # p6g: the wrong answer, and the right one as a string
     "answer_true": ({"p6_gpt2_counts.py": replace(COUNTS, "    return False", "    return True")}, ("p6a", "p6b", "p6g"), {"p6g_answer"}),
     "answer_string": ({"p6_gpt2_counts.py": replace(COUNTS, "    return False", "    return 'False'")}, ("p6a", "p6b", "p6g"), {"p6g_answer"}),
+}
+
+# What the feedback must say for a mutant whose answer matches a known mistake: {mutant: {test id: words}}.
+NAMES_THE_MISTAKE = {
+    "sample_greedy": {"p6c_distribution_public": "the argmax, not a draw"},
+    "sample_without_top_k": {"p6c_distribution_public": "top_k_logits was not applied"},
+    "top_k_keeps_k_minus_one": {"p6c_top_k": "you kept k − 1 = 39 tokens",
+                                "p6c_distribution_random": "top_k_logits seems to keep k − 1 = 39 tokens"},
+    "top_k_keeps_k_plus_one": {"p6c_top_k": "you kept k + 1 = 41 tokens", "p6c_support": "keeps k + 1 tokens"},
+    "temperature_first_step_only": {SECOND: "the temperature was applied at the first step only"},
+    "temperature_multiplied": {"p6f_public": "the temperature was multiplied", "p6f_random": "multiplied",
+                               "p6c_distribution_random": "the temperature was multiplied"},
+    "temperature_ignored": {"p6f_public": "the temperature was ignored", "p6f_random": "ignored",
+                            "p6c_distribution_random": "the temperature was ignored"},
+    "temperature_log_softmax": {"p6f_public": "one constant for the whole row: that is log_softmax(logits / T)"},
+    "horizon_two_without_second_top_k": {"p6h_public": "the second step was not top-k filtered"},
+    "horizon_two_as_horizon_one": {"p6h_public": "the whole row was divided by T, as horizon 1 does"},
+    "horizon_two_temperature_outside": {"p6h_public": "the temperature applied after the logsumexp"},
+    "log_likelihood_averaged": {"p6d_public": "the average over the", "p6d_random": "the average over the"},
+    "log_likelihood_missing_a_term": {"p6d_public": "the sum without the last term"},
+    "log_likelihood_misaligned": {"p6d_public": "shifted by one position"},
+    "log_likelihood_first_token_included": {"p6d_public": "an extra first-token term"},
+    "log_likelihood_float16": {"p6d_public": "computed in float16"},
+    "classification_inverted": {"p6e_classification": "your comparison is the wrong way round"},
+    "classification_threshold_too_low": {"p6e_classification": "for every value from -460 to -72"},
+    "classification_by_length": {"p6e_classification": "without calling log_likelihood or the model"},
+    "classification_int": {"p6e_classification": "return the bool itself, not an int"},
+    "bits_floor_plus_one": {"p6a_public": "floor(log2 V) + 1"},
+    "added_ignores_tying": {"p6b_public": "tied embeddings share one matrix"},
+    "added_bias_times_d": {"p6b_public": "one entry per token, not d"},
 }
 
 BATCHED_HORIZON_TWO = '''
@@ -168,6 +229,32 @@ RIGHT_BUT_DIFFERENT = {
                     total += torch.log_softmax(logits[0, -1], dim=-1)[text[0, t + 1]].item()
             return total
         '''}, ("p6d", "p6e")),
+    # the stand-in for log_likelihood is called by keyword; the real one returns a 0-d tensor, and .item() is used
+    "classification_keywords_and_item": ({"classifier.py": '''
+        from submission.likelihood import log_likelihood
+
+        def classification(model, text):
+            return log_likelihood(model=model, text=text).item() < -300.0
+        ''', "likelihood.py": '''
+        import torch.nn.functional as F
+
+        def log_likelihood(model, text):
+            logits, _ = model(text)
+            return -F.cross_entropy(logits[0, :-1], text[0, 1:], reduction="sum")  # a 0-d float32 tensor
+        '''}, ("p6d", "p6e")),
+    # the log-likelihood computed inline, token by token with the cache, not through log_likelihood (the rule:
+    # classification is judged by its decisions, so this is as right as calling log_likelihood)
+    "classification_inline": ({"classifier.py": '''
+        import torch
+
+        def classification(model, text):
+            total, past = 0.0, None
+            with torch.no_grad():
+                for t in range(text.shape[1] - 1):
+                    logits, past = model(text[:, t:t + 1], past=past)
+                    total += torch.log_softmax(logits[0, -1], dim=-1)[text[0, t + 1]].item()
+            return total < -300
+        '''}, ("p6e",)),
     "classification_module_attribute_tensor": ({"classifier.py": '''
         import torch
         import submission.likelihood as likelihood
@@ -220,7 +307,10 @@ def test_wrong_submission_loses_exactly_its_checks(tmp_path, grade_submission, r
     for test_id in lose:
         assert graded.score(test_id) == 0
         output = graded.output(test_id)
-        assert FUNCTION[test_id[:3]] in output and "Internal grader error" not in output, output  # names the call
+        function = "top_k_logits(" if test_id == "p6c_top_k" else FUNCTION[test_id[:3]]
+        assert function in output and "Internal grader error" not in output, output  # names the call
+    for test_id, words in NAMES_THE_MISTAKE.get(name, {}).items():
+        assert words in graded.output(test_id), graded.output(test_id)
 
 
 @pytest.mark.parametrize("name", sorted(RIGHT_BUT_DIFFERENT))

@@ -210,3 +210,78 @@ def test_accuracy_gives_partial_credit_above_the_majority_rate(right, fraction):
         _accuracy(_FakeStudent(answers), reference, outcome)
         assert outcome.fraction == pytest.approx(fraction)
     assert f"right on {right} of 300" in outcome.notes[0]
+
+
+def test_second_step_check_catches_a_temperature_applied_at_the_first_step_only():
+    """On every pool prompt at every low temperature, the second token's pooled G-statistic expected
+    from a sampler that forgets T after the first step is at least twice the pass band, counting
+    only the first tokens expected at least twice MIN_GROUP times in SECOND_DRAWS draws."""
+    import torch
+
+    from autograder import models
+    from autograder.checks.test_p6_sampling import MIN_GROUP, SECOND_DRAWS
+    from autograder.child.course_model import load_course_model
+    from autograder.p6.instances import LOW_TEMPERATURES
+    from autograder.p6.reference import reference_outputs
+
+    folder = models.resolve_model("tiny")
+    reference = reference_outputs(folder, device="cpu", files={})
+    model, config = load_course_model(folder)
+    for prompt in [p for p in reference.prompts if not p.public]:
+        for temperature in LOW_TEMPERATURES:
+            first = prompt.distribution(temperature)
+            statistic, dof = 0.0, 0
+            for token, share in zip(prompt.top_ids, first):
+                draws = SECOND_DRAWS * share
+                if draws < 2 * MIN_GROUP:
+                    continue
+                with torch.no_grad():
+                    logits = model(torch.tensor([[*prompt.tokens, int(token)]]))[0][0, -1].double()
+                top = torch.topk(logits, config.top_k).values.numpy()
+                right, wrong = (np.exp(top / t - np.max(top / t)) for t in (temperature, 1.0))
+                right, wrong = right / right.sum(), wrong / wrong.sum()
+                cells = right * draws >= 10
+                right = np.append(right[cells], right[~cells].sum())
+                wrong = np.append(wrong[cells], wrong[~cells].sum())
+                statistic += draws * np.sum(wrong * np.log(wrong / right))
+                dof += len(right) - 1
+            assert dof > 0 and statistic >= 2 * kl_threshold(1, dof + 1, 5e-7), (prompt.id, temperature, statistic)
+
+
+def test_classification_stand_ins_behave_like_the_course_model_and_log_likelihood():
+    """The p6e fallback's stand-ins: under the stand-in model a text's log-likelihood is the value
+    asked for, however it is computed (all at once, or token by token with the cache); the stand-in
+    log_likelihood takes the original's arguments by position or keyword, refuses others as Python
+    would, and returns values in the form the original returns."""
+    import torch
+
+    from autograder import models
+    from autograder.child.course_model import load_course_model
+    from autograder.child.p6_harness import _like_returned, _log_likelihood_stand_in, _text_model
+    from reference.submission.likelihood import log_likelihood
+
+    model, config = load_course_model(models.resolve_model("tiny"))
+    tokens = [5, 17, 99, 3, 250, 42, 42, 7]
+    calls = []
+    stand_in_model = _text_model(model, config, tokens, -431.25, calls)
+    text = torch.tensor([tokens])
+    assert log_likelihood(stand_in_model, text) == pytest.approx(-431.25, abs=1e-3)
+    total, past = 0.0, None
+    for t in range(len(tokens) - 1):
+        logits, past = stand_in_model(text[:, t:t + 1], past=past)
+        total += torch.log_softmax(logits[0, -1], dim=-1)[tokens[t + 1]].item()
+    assert total == pytest.approx(-431.25, abs=1e-3) and len(calls) == len(tokens)
+    assert next(stand_in_model.parameters()).device.type == "cpu" and stand_in_model.config is config
+
+    counted = []
+    stand_in = _log_likelihood_stand_in(log_likelihood, lambda: _like_returned(torch.tensor(1.0), -300.5), counted)
+    assert stand_in.__name__ == "log_likelihood" and not hasattr(stand_in, "__wrapped__")
+    for value in (stand_in(model, text), stand_in(model=model, text=text), stand_in(model, text=text)):
+        assert type(value) is torch.Tensor and value.item() == -300.5 and value < -300 and float(value) == -300.5
+    with pytest.raises(TypeError, match="text"):
+        stand_in(model)
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        stand_in(model, text, temperature=1)
+    assert len(counted) == 3
+    assert type(_like_returned(1.5, -2.0)) is float and type(_like_returned(np.float32(1), -2.0)) is np.float32
+    assert _like_returned(None, -2.0).dtype == torch.float64 and _like_returned(None, -2.0).dim() == 0

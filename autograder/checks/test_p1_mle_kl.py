@@ -13,7 +13,7 @@ these O(1) sums stays well inside it; every wrong formula we know is off by far 
 import numpy as np
 import pytest
 
-from autograder.compare import CheckFailed, expect_close
+from autograder.compare import REAL_FORMS, CheckFailed, expect_close, known_mistake, map_calls, plain_numbers
 from autograder.sandbox import StudentCodeError
 from reference.submission import p1_mle_kl as reference
 
@@ -74,15 +74,62 @@ def _expected(function: str, p, q) -> float:
     return getattr(reference, function)(p, q)
 
 
+def _log_sum(weights, values) -> float | None:
+    """Σ weights·values over cells with weights > 0 (0·log 0 = 0); None when that is not finite."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        total = float(np.sum(np.where(weights > 0, weights * values, 0.0)))
+    return total if np.isfinite(total) else None
+
+
+def known_mistakes(function: str, p, q) -> list[tuple[str, float | None]]:
+    """What each known wrong formula returns on (p, q), with the hint naming it."""
+    expected = _expected(function, p, q)
+    p_x = p.sum(axis=1, keepdims=True)
+    conditional = np.divide(p, p_x, out=np.zeros_like(p), where=p_x > 0)
+    with np.errstate(divide="ignore"):
+        log_p, log_c, log_q = np.log(p), np.log(conditional), np.log(q)
+    common = [("that is the right value in bits: use the natural log (np.log), not log2.", expected / np.log(2.0)),
+              ("that is the right value with the opposite sign.", -expected)]
+    if function == "expected_kl":
+        return [("KL's arguments are swapped: you computed E_p(x)[KL(q(y|x) ‖ p(y|x))]; expected_kl is "
+                 "E_p(x)[KL(p(y|x) ‖ q(y|x))], weighted by the data's p(y|x).", _log_sum(p_x * q, log_q - log_c)),
+                ("that is Σ p(x, y) log(p(x, y) / q(y|x)): inside the log use the conditional p(y|x) = p(x, y) / p(x), "
+                 "not the joint.", _log_sum(p, log_p - log_q)),
+                ("that is the plain sum over x of KL(p(y|x) ‖ q(y|x)): weight each x by p(x).",
+                 _log_sum(conditional, log_c - log_q)), *common]
+    if function == "expected_log_likelihood":
+        return [("that weights log q(y|x) by p(y|x): weight by the joint p(x, y).", _log_sum(conditional, log_q)),
+                *common]
+    p_y = p.sum(axis=0)
+    with np.errstate(divide="ignore"):
+        log_p_y = np.log(p_y)
+    return [("that is −H(X, Y), the joint: C = Σ p(x, y) log p(y|x) = −H(Y|X) uses the conditional.", _log_sum(p, log_p)),
+            ("that is −H(Y), the marginal's: C = Σ p(x, y) log p(y|x) = −H(Y|X) uses the conditional.", _log_sum(p_y, log_p_y)),
+            *common]
+
+
+def hint_for(function: str, p, q, got) -> str:
+    """The hint naming the known mistake ``got`` matches on this instance, else the generic one."""
+    numbers = plain_numbers(got)
+    if function == "expected_kl" and numbers is not None and numbers.shape == () and np.isinf(numbers):
+        swapped = np.any((p.sum(axis=1, keepdims=True) > 0) & (p == 0) & (q > 0))
+        if swapped:
+            return ("an infinite KL: KL(q(y|x) ‖ p(y|x)) is infinite where p(x, y) = 0 < q(y|x), so KL's arguments "
+                    "look swapped. " + HINTS[function])
+    named = known_mistake(got, known_mistakes(function, p, q), rtol=RTOL, atol=ATOL)
+    return f"{named} {HINTS[function]}" if named else HINTS[function]
+
+
 def check(student, function: str, instances, outcome) -> None:
     """Call ``function`` on every instance in one round trip and compare with the reference;
     fail on the first wrong answer, saying how many were wrong."""
     calls = [(p,) if function == "theta_independent_term" else (p, q) for _, p, q in instances]
-    answers = student.map(MODULE, function, calls)
+    args = "p_xy" if function == "theta_independent_term" else "p_xy, q_y_given_x"
+    call = f"{function}({args})"
+    answers = map_calls(student, MODULE, function, calls, shown=[f"{call} on {text}" for text, _, _ in instances],
+                        expected=f"a real number ({REAL_FORMS})", hint="return float(...) of your result.")
     failures = []
     for (text, p, q), got in zip(instances, answers):
-        args = "p_xy" if function == "theta_independent_term" else "p_xy, q_y_given_x"
-        call = f"{function}({args})"
         instance = f"{text}, p_xy = {np.array2string(p, precision=4, threshold=30)}" + (
             "" if function == "theta_independent_term" else f", q_y_given_x = {np.array2string(q, precision=4, threshold=30)}")
         if isinstance(got, StudentCodeError):
@@ -90,7 +137,7 @@ def check(student, function: str, instances, outcome) -> None:
             raise got
         try:
             expect_close(got, _expected(function, p, q), rtol=RTOL, atol=ATOL, call=call, instance=instance,
-                         hint=HINTS[function])
+                         hint=hint_for(function, p, q, got))
         except CheckFailed as error:
             failures.append(str(error))
     if failures:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from autograder.child.codec import TensorValue, describe
-from autograder.compare import CheckFailed, expect_close_up_to_shift, feedback, short
+from autograder.compare import CheckFailed, expect_close_up_to_shift, feedback, map_calls, short
 from autograder.sandbox import StudentCodeError
 from reference.submission import p2_gaussian_softmax as reference
 
@@ -59,14 +59,43 @@ HINT = ("p(y|x) ∝ π_y exp(−‖x − μ_y‖²/(2σ²)); expand the square a
         "is also right).")
 
 
-def _hint(pi, got_b, b) -> str:
-    """A sharper hint when the bias ignores the prior (only right for a uniform π)."""
-    no_prior = b - np.log(pi)
-    try:
-        if got_b is not None and np.allclose(got_b - got_b.mean(), no_prior - no_prior.mean(), rtol=1e-6, atol=1e-9):
-            return "your b leaves out log π_y: that is only right when the prior is uniform. " + HINT
-    except (TypeError, ValueError):
-        pass
+def known_mistakes(pi, mu, sigma) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(hint, W, b) of each known wrong formula on this instance."""
+    W, b = reference.softmax_parameters(pi, mu, sigma)
+    norms = np.sum(mu**2, axis=1) / (2 * sigma**2)
+    with np.errstate(divide="ignore"):
+        log_pi = np.log(pi)
+    return [
+        ("your b leaves out log π_y: that is only right when the prior is uniform.", W, b - log_pi),
+        ("your b leaves out −‖μ_y‖²/(2σ²), the part of −‖x − μ_y‖²/(2σ²) that depends on the class.", W, log_pi),
+        ("your W divides by σ, not σ² (and your b, if it matches, is right).", mu / sigma, b),
+        ("your W divides by σ, not σ², and b uses σ for σ² too.", mu / sigma, log_pi - np.sum(mu**2, axis=1) / (2 * sigma)),
+        ("your b is 0: with a uniform prior log π_y is the same for every class and may go, but −‖μ_y‖²/(2σ²) "
+         "differs between classes and must stay.", W, np.zeros_like(b)),
+        ("your b uses log π_y with the wrong sign.", W, -log_pi - norms),
+        ("your b adds ‖μ_y‖²/(2σ²) instead of subtracting it.", W, log_pi + norms),
+    ]
+
+
+def _hint(pi, mu, sigma, got_W, got_b) -> str:
+    """The hint naming the known mistake (W, b) matches on this instance (up to the allowed common
+    shifts), else the generic one."""
+    if got_W is None or got_b is None:
+        return HINT
+    for named, W, b in known_mistakes(pi, mu, sigma):
+        if not (np.all(np.isfinite(W)) and np.all(np.isfinite(b))) or got_W.shape != W.shape or got_b.shape != b.shape:
+            continue
+        centred = [(g - g.mean(axis=0), e - e.mean(axis=0)) for g, e in ((got_W, W), (got_b, b))]
+        if all(np.allclose(g, e, rtol=0.0, atol=ATOL + RTOL * max(float(np.max(np.abs(e), initial=0.0)), 1e-300))
+               for g, e in centred):
+            return f"{named} {HINT}"
+    W, b = reference.softmax_parameters(pi, mu, sigma)
+    if got_W.shape == W.shape and got_b.shape == b.shape and np.any(pi < 1e-6):
+        common = np.isclose(got_W - got_W.mean(axis=0), W - W.mean(axis=0), rtol=0.0, atol=1e-6 * np.max(np.abs(W)))
+        off_b = (got_b - b) - np.median(got_b - b)
+        if common.all() and np.all(np.abs(off_b[pi >= 1e-6]) <= 1e-6 * np.max(np.abs(b))):
+            return ("your b is off only for the rare class (π_y < 1e-6): log(π_y + ε), or a clipped π, moves it; use "
+                    "log π_y itself. " + HINT)
     return HINT
 
 
@@ -86,7 +115,10 @@ def _as_plain(value):
 def check(student, instances, outcome) -> None:
     """Call softmax_parameters on every instance in one round trip; compare W and b with the
     reference up to a common shift; fail on the first wrong answer, saying how many were wrong."""
-    answers = student.map(MODULE, "softmax_parameters", [(pi, mu, sigma) for _, pi, mu, sigma in instances])
+    answers = map_calls(student, MODULE, "softmax_parameters", [(pi, mu, sigma) for _, pi, mu, sigma in instances],
+                        shown=[f"softmax_parameters(pi, mu, sigma) on {text}" for text, _, _, _ in instances],
+                        expected="a tuple (W, b) of ndarrays or tensors", hint="return plain numpy arrays, e.g. "
+                        "np.asarray(W, dtype=float).")
     failures = []
     for (text, pi, mu, sigma), got in zip(instances, answers):
         call = "softmax_parameters(pi, mu, sigma)"
@@ -98,7 +130,7 @@ def check(student, instances, outcome) -> None:
         W, b = reference.softmax_parameters(pi, mu, sigma)
         try:
             got_W, got_b = _pair(got, call=call, instance=instance)
-            hint = _hint(pi, _as_plain(got_b), b)
+            hint = _hint(pi, mu, sigma, _as_plain(got_W), _as_plain(got_b))
             expect_close_up_to_shift(got_W, W, rtol=RTOL, atol=ATOL, call=call, instance=instance, hint=hint, name="W")
             expect_close_up_to_shift(got_b, b, rtol=RTOL, atol=ATOL, call=call, instance=instance, hint=hint, name="b")
         except CheckFailed as error:

@@ -7,14 +7,18 @@ from the run's seed and include counts far beyond 2**63, so a float or a numpy i
 """
 import math
 
+import numpy as np
 import pytest
 
-from autograder.compare import CheckFailed, expect_exact_int
+from autograder.compare import CheckFailed, expect_exact_int, map_calls
 from autograder.sandbox import StudentCodeError
 from reference.submission import p3_param_counts as reference
 
 MODULE = "p3_param_counts"
 PUBLIC_K = [[2, 2], [3, 4, 5], [2] * 10, [7], [1, 3], [10, 1, 4], [6, 5, 4, 3, 2]]
+INT_FORMS = "an exact int (a Python int, or a numpy integer below 2**63)"
+INT_FIX = ("convert the count with int(...): numbers from sympy, fractions or other libraries are not plain ints "
+           "(and a float is never exact beyond 2**53).")
 PUBLIC_KM = [([2, 2], 1), ([3, 4, 5], 1), ([3, 4, 5], 2), ([2] * 10, 3), ([4, 1, 3, 2], 2), ([5, 3, 2, 7, 2, 3], 4)]
 
 
@@ -34,7 +38,33 @@ def random_km(rng, *, count: int) -> list[tuple[list[int], int]]:
     return [(k, m) for k in random_k(rng, count=count) for m in range(1, len(k))]
 
 
+def _float_sum(values) -> int:
+    """The sum done in floating point (each term rounded to a double, every partial sum too)."""
+    total = 0.0
+    for value in values:
+        total += float(value)
+    return int(total)
+
+
+def overflow_or_rounding(expected: int, got) -> str | None:
+    """What an exact-int answer that is off most likely suffered: int64 overflow or float rounding."""
+    if type(got) is not int and not isinstance(got, np.integer):
+        return None
+    got = int(got)
+    if got != expected and (got - expected) % 2**64 == 0:
+        return ("that differs from the right count by a multiple of 2**64: int64 overflow. numpy's int64 arithmetic "
+                "(np.prod, an int64 array) wraps around silently past 2**63 − 1; use Python ints, e.g. math.prod(k), "
+                "which never overflow.")
+    if got != expected and abs(expected) >= 2**53 and abs(got - expected) <= abs(expected) * 2**-50:
+        return ("that is the right count rounded to a float (exact only below 2**53): keep every step in Python "
+                "ints, no float(), / or math.pow.")
+    return None
+
+
 def p3a_hint(k, got) -> str:
+    named = overflow_or_rounding(reference.full_joint(k), got)
+    if named:
+        return named
     if got == math.prod(k):
         return "one joint probability is fixed by the others (they sum to 1): subtract one."
     if got == reference.independent(k):
@@ -43,17 +73,41 @@ def p3a_hint(k, got) -> str:
 
 
 def p3b_hint(k, got) -> str:
+    named = overflow_or_rounding(reference.independent(k), got)
+    if named:
+        return named
     if got == sum(k):
         return "each marginal sums to 1, so X_i has k_i - 1 free parameters, not k_i."
     if got == reference.full_joint(k):
         return "that is the full joint; mutual independence leaves one marginal per variable."
+    if isinstance(got, (int, np.integer)) and int(got) in (_float_sum(k) - len(k), _float_sum(x - 1 for x in k)) \
+            and max(k) >= 2**53:
+        return ("that is the sum done in floating point, exact only below 2**53: the k_i here exceed it. Keep the "
+                "sum in Python ints (no float() or np.float64).")
     return "under mutual independence each X_i has its own marginal with k_i - 1 free parameters."
 
 
+def _markov_window(k, m, window: int) -> int:
+    """markov's formula with X_i (i ≥ m) conditioned on ``window`` previous variables (clipped at X_1)."""
+    return math.prod(k[:m]) - 1 + sum((k[i] - 1) * math.prod(k[max(0, i - window):i]) for i in range(m, len(k)))
+
+
 def p3c_hint(k, m, got) -> str:
-    for other in (m - 1, m + 1):
-        if 1 <= other < len(k) and got == reference.markov(k, other):
-            return f"that is the count for m = {other}: X_i (i > m) is conditioned on exactly the m variables before it."
+    named = overflow_or_rounding(reference.markov(k, m), got)
+    if named:
+        return named
+    if not isinstance(got, (int, np.integer)):
+        return ("the first m variables form a full joint (prod - 1 parameters); each later X_i has (k_i - 1) "
+                "entries for every configuration of X_{i-m}..X_{i-1}.")
+    got = int(got)
+    for window in (m - 1, m + 1):
+        if window >= 0 and got == _markov_window(k, m, window):
+            return (f"that conditions each X_i on {window} previous variables, not m = {m}: the Markov window is off "
+                    f"by one. X_i (i > m) depends on exactly X_(i-m)..X_(i-1), i.e. k[i - m:i] in 0-based Python.")
+    if m > 1 and got == reference.markov(k, 1):
+        return f"that is the count for m = 1 (a first-order chain); here m = {m}: X_i depends on the m variables before it."
+    if got == reference.full_joint(k):
+        return "that is the full joint's count: the Markov assumption removes parameters."
     return ("the first m variables form a full joint (prod - 1 parameters); each later X_i has (k_i - 1) "
             "entries for every configuration of X_{i-m}..X_{i-1}.")
 
@@ -61,13 +115,17 @@ def p3c_hint(k, m, got) -> str:
 def check_instances(student, function: str, instances: list[tuple], expected_fn, hint_fn, outcome) -> None:
     """Call ``function`` on every instance in one round trip; fail on the first wrong answer,
     saying how many were wrong."""
-    answers = student.map(MODULE, function, instances)
+    shown = [f"{function}({', '.join(_show(a) for a in args)})" for args in instances]
+    answers = map_calls(student, MODULE, function, instances, shown=shown, expected=INT_FORMS, hint=INT_FIX)
     failures = []
     for args, got in zip(instances, answers):
         call = f"{function}({', '.join(_show(a) for a in args)})"
         if isinstance(got, StudentCodeError):
             got.message = f"On {call}: {got.message}"
-            raise got
+            if not failures:
+                raise got
+            failures.append(got.feedback())  # an earlier wrong answer says more; this one is counted
+            continue
         expected = expected_fn(*args)
         try:
             expect_exact_int(got, expected, call=call, hint=hint_fn(*args, got))

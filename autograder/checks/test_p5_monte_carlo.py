@@ -12,6 +12,13 @@ Statistical tests (autograder/compare.py), each check's false-fail probability �
   no normal approximation. On the public cells the pass band is 0.0053, 0.0057, 0.0012 (2.4 %,
   2.6 %, 0.75 % of p(x)), and a bias of 0.0082, 0.0088, 0.0018 is caught 99.9 % of the time (the
   feedback states these numbers for every cell).
+- p5a_variance: an estimator can be unbiased and still not the one asked for (one z drawn and
+  reused for all k terms: E[A] = p(x), Var[A] = Var_z[p(x|z)], k times too much). The sample
+  variance of RUNS estimates is tested against Var_z[p(x|z)] / k (compare.variance_test:
+  Bernstein's inequality for the squared deviations, whose spread comes from A's exact fourth
+  central moment, and for the mean; exact, no normal approximation), on the public cells with
+  k > 1 and one random cell. The band is a few percent of the variance; one draw reused (a
+  factor k ≥ 4) or 2k draws (a half) are far outside it.
 - p5b: the mean of RUNS values of log A against the mean of REFERENCE_RUNS values of log A that
   the grader draws itself, by a two-sample normal approximation aimed at a tenth of each cell's
   share of 1e-6 (5.57 standard errors for the 4 public cells, 5.45 for the 2 random ones). The
@@ -32,7 +39,7 @@ import numpy as np
 import pytest
 
 from autograder.compare import (FALSE_FAIL, CheckFailed, as_bool, expect_mean, feedback, mean_test,
-                                two_sample_mean_test)
+                                two_sample_mean_test, variance_test)
 
 MODULE = "p5_monte_carlo"
 RUNS = 20_000  # estimator calls per cell: about 0.15 s for a vectorised estimator
@@ -84,12 +91,20 @@ def run_estimator(student, function: str, s, t, x, k, *, runs: int, rng_seed: in
     return values
 
 
-# -- p5a: A is unbiased ---------------------------------------------------------------------------
-def _p5a_hint(mean: float, p: float, k: int) -> str:
-    if k > 1 and abs(mean / p - k) < 0.1 * k:
-        return f"the mean is about k = {k} times p(x): divide the sum of the likelihoods by k."
-    return ("A is the plain average of likelihood(x, z) over z = sample_prior(k, rng): E[A] = E_z[p(x|z)] = p(x). "
-            "Average the likelihood values themselves (not their logs, median or maximum), over exactly k prior draws.")
+# -- p5a: A is unbiased, with the variance of k independent draws ------------------------------
+A_HINT = ("A is the plain average of likelihood(x, z) over z = sample_prior(k, rng): E[A] = E_z[p(x|z)] = p(x). "
+          "Average the likelihood values themselves (not their logs, median or maximum), over exactly k prior draws.")
+
+
+def _p5a_hint(test, p: float, k: int) -> str:
+    """Which known mistake the mean matches (within the test's band, scaled), else the generic hint."""
+    for factor, named in ((k, f"the mean is about k = {k} times p(x): you summed the likelihoods; divide the sum by k."),
+                          (k / (k - 1) if k > 1 else None,
+                           f"the mean is about k/(k − 1) = {k / max(k - 1, 1):.3g} times p(x): you divided by k − 1; "
+                           "divide by k.")):
+        if factor is not None and k > 1 and abs(test.observed - factor * p) <= factor * test.threshold:
+            return f"{named} {A_HINT}"
+    return A_HINT
 
 
 def check_unbiased(student, rng, cells, outcome) -> None:
@@ -103,10 +118,52 @@ def check_unbiased(student, rng, cells, outcome) -> None:
                          false_fail=FALSE_FAIL / len(cells))
         expect_mean(test, call=f"estimate_marginal(x={x!r}, k={k}, sample_prior, likelihood, rng)",
                     instance=f"{_describe(s, t, x, k)}, whose p(x) = {p:.6g}",
-                    quantity=f"mean over {RUNS} runs", hint=_p5a_hint(test.observed, p, k))
+                    quantity=f"mean over {RUNS} runs", hint=_p5a_hint(test, p, k))
         notes.append(f"{_describe(s, t, x, k)}: mean {test.observed:.5g}, p(x) = {p:.5g} ({test.summary()})")
     outcome.note(f"Unbiased within the tests' bands (false-fail probability ≤ {FALSE_FAIL:g} for the "
                  f"{len(cells)} cells together):\n" + "\n".join(notes))
+
+
+def _variance_test(model, x, k, values, false_fail):
+    """The variance of the estimates against Var_z[p(x|z)]/k, the variance of an average of k iid draws."""
+    p, top = model.marginal(x), 1.0 / (model.t * math.sqrt(2 * math.pi))  # a correct A lies in [0, top]
+    return variance_test(values, mean=p, variance=model.estimator_variance(x, k), bound=max(p, top - p),
+                         fourth_central_moment=model.estimator_fourth_central_moment(x, k), false_fail=false_fail)
+
+
+def _variance_hint(model, x, k, values, false_fail) -> str:
+    """Which known mistake the spread of the estimates matches, else the generic hint."""
+    wanted = ("A averages likelihood(x, z_j) over k independent draws z = sample_prior(k, rng), so Var[A] = "
+              "Var_z[p(x|z)] / k.")
+    if float(np.var(values)) <= 1e-12 * model.estimator_variance(x, k):
+        return ("your estimates do not vary from run to run: a fixed seed, a Generator of your own, or p(x) computed "
+                "another way? " + wanted)
+    for draws, named in ((1, f"your estimates vary as much as a single draw's p(x|z), k = {k} times too much: one draw "
+                             "reused for all k terms? Draw z = sample_prior(k, rng) once, as k draws, and average "
+                             "likelihood(x, z) over all of them."),
+                         (2 * k, "your estimates vary half as much as k draws give: 2k draws?")):
+        if _variance_test(model, x, draws, values, false_fail).passed:
+            return f"{named} {wanted}"
+    return wanted
+
+
+def check_variance(student, rng, cells, outcome) -> None:
+    notes = []
+    for s, t, x, k in cells:
+        model = _model(s, t)
+        values = run_estimator(student, "estimate_marginal", s, t, x, k, runs=RUNS, rng_seed=int(rng.integers(2**63)))
+        test = _variance_test(model, x, k, values, FALSE_FAIL / len(cells))
+        if not test.passed:
+            raise CheckFailed(feedback(
+                call=f"estimate_marginal(x={x!r}, k={k}, sample_prior, likelihood, rng)",
+                instance=f"{_describe(s, t, x, k)}, whose Var_z[p(x|z)] / k = {test.expected:.6g}",
+                got=f"values whose variance over {RUNS} runs is {test.observed:.6g}: {test.difference_text()}",
+                expected=f"{test.expected:.6g} {test.band_text()}",
+                hint=_variance_hint(model, x, k, values, FALSE_FAIL / len(cells))))
+        notes.append(f"{_describe(s, t, x, k)}: variance {test.observed:.5g}, Var_z[p(x|z)]/k = {test.expected:.5g} "
+                     f"({test.summary()})")
+    outcome.note(f"The estimates vary as an average of k independent draws does (false-fail probability ≤ "
+                 f"{FALSE_FAIL:g} for the {len(cells)} cells together):\n" + "\n".join(notes))
 
 
 @pytest.mark.graded("p5a_public")
@@ -121,6 +178,12 @@ def test_estimate_marginal_unbiased_random(student, rng, outcome):
     check_unbiased(student, rng, cells, outcome)
 
 
+@pytest.mark.graded("p5a_variance")
+def test_estimate_marginal_variance(student, rng, outcome):
+    cells = [cell for cell in P5A_PUBLIC if cell[3] > 1] + [(*random_model(rng), int(rng.integers(3, 13)))]
+    check_variance(student, rng, cells, outcome)
+
+
 # -- p5b: log A is biased downwards, by log A's bias --------------------------------------------
 def reference_log_estimates(model, x: float, k: int, runs: int, rng) -> np.ndarray:
     """``runs`` draws of log A = log((1/k) Σ_j p(x | z_j)), z_j iid N(0, s²): the reference
@@ -133,10 +196,20 @@ def reference_log_estimates(model, x: float, k: int, runs: int, rng) -> np.ndarr
     return values
 
 
-def _p5b_hint(student_bias: float, reference_bias: float, k: int, k1_bias: float) -> str:
+def _p5b_hint(student_bias: float, reference_bias: float, k: int, k1_bias: float, *, spread: float,
+              single_draw_spread: float, threshold: float) -> str:
+    """What a wrong log estimator most likely did: from its bias and, where two mistakes share a bias,
+    from the variance of its values (spread) against that of log p(x|z) for one draw."""
     wanted = ("log A = log((1/k) Σ_j p(x | z_j)) for the same A as estimate_marginal, with exactly k draws "
               "z = sample_prior(k, rng); by Jensen E[log A] < log E[A] = log p(x), and the gap shrinks like 1/k.")
+    if k > 1 and abs(student_bias - (reference_bias + math.log(k))) <= threshold:
+        return ("your values are log A + log k: the log of the sum of the likelihoods, not of their average. "
+                + wanted)
     if k > 1 and abs(student_bias - k1_bias) < abs(student_bias - reference_bias):
+        if abs(math.log(spread / single_draw_spread)) < abs(math.log(spread * k / single_draw_spread)):
+            return (f"your bias does not shrink with k, and your values vary as much as log p(x|z) for a single draw: "
+                    f"one draw reused for all k terms? Draw z = sample_prior(k, rng) once, as k draws, and average "
+                    f"likelihood(x, z) over all of them before the log. " + wanted)
         return ("your bias does not shrink with k: it matches the average of log p(x|z) over the draws. Return the log "
                 "of the average likelihood, not the average of the logs: " + wanted)
     if abs(student_bias) < abs(reference_bias):
@@ -161,7 +234,8 @@ def check_log_bias(student, rng, cells, outcome) -> None:
                 got=f"values whose mean over {RUNS} runs is {test.observed:.6g}: a bias of {student_bias:+.4g}",
                 expected=f"log A's bias for k = {k}, {reference_bias:+.4g} (the reference's, over {REFERENCE_RUNS} "
                          f"runs) {test.band_text()}; {test.difference_text()}",
-                hint=_p5b_hint(student_bias, reference_bias, k, model.log_bias_k1(x))))
+                hint=_p5b_hint(student_bias, reference_bias, k, model.log_bias_k1(x), spread=float(np.var(values)),
+                               single_draw_spread=model.log_likelihood_variance(x), threshold=test.threshold)))
         rows.append((s, t, x, k, student_bias, reference_bias, test))
     lines = [f"{_describe(s, t, x, k)}: bias {b:+.4g} (log A's: {r:+.4g}; {test.summary()})" for s, t, x, k, b, r, test in rows]
     outcome.note(f"The bias matches log A's, negative and shrinking with k (false-fail probability ≤ {FALSE_FAIL:g} "

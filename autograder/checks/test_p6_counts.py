@@ -9,7 +9,7 @@ import itertools
 
 import pytest
 
-from autograder.compare import CheckFailed, as_bool, expect_exact_int, feedback
+from autograder.compare import CheckFailed, as_bool, expect_exact_int, feedback, map_calls
 from autograder.sandbox import StudentCodeError
 from reference.submission import p6_gpt2_counts as reference
 
@@ -54,7 +54,9 @@ def growth_hint(old, new, d, tied, bias, got) -> str:
 
 
 def check_bits(student, vocabs, outcome) -> None:
-    answers = student.map(MODULE, "bits_per_token", [(v,) for v in vocabs])
+    answers = map_calls(student, MODULE, "bits_per_token", [(v,) for v in vocabs],
+                        shown=[f"bits_per_token({v})" for v in vocabs], expected="an exact int (a Python int or a numpy "
+                        "integer)", hint="convert the count with int(...): sympy's and other libraries' numbers are not ints.")
     failures = []
     for vocab, got in zip(vocabs, answers):
         if isinstance(got, StudentCodeError):

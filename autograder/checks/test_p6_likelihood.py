@@ -14,16 +14,23 @@ p6e: ``classification(model, text)``.
   at ACCURACY_FULL (95 %) or more; below, the share of the way from always answering "English"
   (the majority class, 2/3 of the course's snippets) to 95 %.
 - Otherwise (the tiny random model cannot tell texts apart, or no snippets): a fallback that
-  checks only the logic, with course-scale numbers: log_likelihood is replaced by a stub
-  returning values from the course's ranges with GPT-2 small (random letters −460…−417,
-  English −228…−72), and classification must return a bool, call log_likelihood, and answer
-  True for the random range and False for the English one. Full points when it does; the row
-  says that the accuracy check needs the course checkpoint and data.
+  checks only the logic, with course-scale numbers from the course's ranges with GPT-2 small
+  (random letters −460…−417, English −228…−72): classification must return a bool and answer
+  True for the random range and False for the English one. The text's log-likelihood reaches it
+  either way a classifier can get it: the submission's log_likelihood is replaced by a stand-in
+  that returns each value in the form the submission's own log_likelihood returns (a float, a
+  numpy scalar, a 0-d tensor: ``.item()``, ``float()`` and comparisons work), callable by
+  position or keyword; and the model passed is a stand-in under which the text's log-likelihood
+  is exactly that value, so a classifier that computes it inline (rule: allowed, as the accuracy
+  mode allows it) is judged the same way. Full points when it decides right; the row says that
+  the accuracy check needs the course checkpoint and data. Feedback names a threshold in the
+  wrong place, a comparison the wrong way round, or an answer that ignores the log-likelihood.
 """
 import numpy as np
 import pytest
 
-from autograder.compare import BOOL_FORMS, REAL_FORMS, CheckFailed, as_bool, as_real, expect_close, feedback
+from autograder.compare import (BOOL_FORMS, REAL_FORMS, CheckFailed, as_bool, as_real, expect_close, feedback,
+                                is_half_precision, known_mistake)
 from autograder.p6.checking import LL_ATOL, LL_RTOL, describe_tokens, passed_on, reference_for
 
 ACCURACY_FULL = 0.95
@@ -38,19 +45,43 @@ def reference(run_settings):
     return reference_for(run_settings)
 
 
-def ll_hint(got: float, text) -> str:
-    """What a wrong log-likelihood most likely did, from how it relates to the right one."""
+LL_MISTAKES = {  # what each variant of p6_log_likelihood_variants means, as a hint
+    "last_term_dropped": "that is the sum without the last term: sum over t = 1..T-1 (all T-1 terms), e.g. "
+                         "logits[0, :-1] against text[0, 1:].",
+    "first_term_dropped": "that is the sum without the term of t = 1 (the second token, predicted from the first): "
+                          "start at t = 1, not 2.",
+    "shifted": "shifted by one position: the logits at position t were scored against token t; they predict "
+               "token t + 1, so compare logits[0, :-1] with text[0, 1:].",
+    "first_token_included": "that includes an extra first-token term (the first token scored after <|endoftext|>): "
+                            "leave the first token out, nothing in the text predicts it.",
+    "raw_logits": "that is the sum of the raw logits at the targets: take log_softmax first, to get log-probabilities.",
+    "float16": "that is the right sum computed in float16 (half precision, about 3 significant digits): compute "
+               "the log-softmax and the sum in float32 or float64.",
+}
+
+
+def ll_hint(got: float, text, variants=None) -> str:
+    """What a wrong log-likelihood most likely did: the hint of the known mistake it matches within
+    the check's tolerance (variants: the clean process's values of each, when computed)."""
     terms = len(text.tokens) - 1
     if terms > 1 and abs(got - text.log_likelihood / terms) <= LL_ATOL + LL_RTOL * abs(text.log_likelihood / terms):
         return f"that is the average over the {terms} terms: " + LL_HINT
+    named = known_mistake(got, [(LL_MISTAKES[name], value) for name, value in (variants or {}).items()
+                                if name in LL_MISTAKES], rtol=LL_RTOL, atol=LL_ATOL)
+    if named:
+        return f"{named} {LL_HINT}"
+    if is_half_precision(got):
+        return f"{LL_MISTAKES['float16']} {LL_HINT}"
     if terms == 1:
         return "a 2-token text has exactly one term, log p(text_1 | text_0). " + LL_HINT
     if got < text.log_likelihood:
-        return "more negative than the right sum: an extra term (the first token's?) or a misaligned shift. " + LL_HINT
-    return "less negative than the right sum: a missing term, or a misaligned shift. " + LL_HINT
+        return "more negative than the right sum: an extra term, or the terms of other tokens? " + LL_HINT
+    return "less negative than the right sum: a missing term, or the terms of other tokens? " + LL_HINT
 
 
-def check_log_likelihoods(student, texts, outcome) -> None:
+def check_log_likelihoods(student, texts, outcome, clean_process=None) -> None:
+    """log_likelihood on every text, each within LL_ATOL + LL_RTOL·|reference|; on the first wrong
+    one, the clean process (when given) computes what known mistakes give there, to name it."""
     answers = student.harness("p6_log_likelihood", texts=[list(t.tokens) for t in texts])
     notes = []
     for text, entry in zip(texts, answers):
@@ -58,26 +89,30 @@ def check_log_likelihoods(student, texts, outcome) -> None:
         instance = f"text {describe_tokens(text.text, text.tokens)}"
         value = as_real(passed_on(entry, call=call, instance=instance, expected=f"a real number ({REAL_FORMS})",
                                   hint="return one number, e.g. .item() of a 0-d tensor."), call=call, instance=instance)
+        if abs(value - text.log_likelihood) > LL_ATOL + LL_RTOL * abs(text.log_likelihood) and clean_process is not None:
+            variants = clean_process.harness("p6_log_likelihood_variants", tokens=list(text.tokens))
+        else:
+            variants = None
         value = expect_close(value, text.log_likelihood, rtol=LL_RTOL, atol=LL_ATOL, call=call, instance=instance,
-                             hint=ll_hint(value, text))
+                             hint=ll_hint(value, text, variants))
         notes.append(f"{instance}: {value:.4f} (reference {text.log_likelihood:.4f})")
     outcome.note(f"All {len(texts)} log-likelihoods within {LL_ATOL:g} + {LL_RTOL:g}·|reference| nats:\n" + "\n".join(notes))
 
 
 @pytest.mark.graded("p6d_public")
-def test_log_likelihood_public(student, reference, outcome):
-    check_log_likelihoods(student, [t for t in reference.texts if t.public], outcome)
+def test_log_likelihood_public(student, clean_process, reference, outcome):
+    check_log_likelihoods(student, [t for t in reference.texts if t.public], outcome, clean_process)
 
 
 @pytest.mark.graded("p6d_random")
-def test_log_likelihood_random(student, reference, rng, outcome):
+def test_log_likelihood_random(student, clean_process, reference, rng, outcome):
     pool = [t for t in reference.texts if not t.public]
     random = [t for t in pool if t.kind == "random"]
     english = [t for t in pool if t.kind in ("shakespeare", "neurips")] or random
     chosen = [*pick(rng, random, 2), *pick(rng, [t for t in pool if t.kind == "tokens"], 1),
               *pick(rng, [t for t in pool if len(t.tokens) >= reference.config["n_ctx"] // 2], 1),
               *pick(rng, english, 2)]
-    check_log_likelihoods(student, chosen, outcome)
+    check_log_likelihoods(student, chosen, outcome, clean_process)
 
 
 def pick(rng, items: list, size: int) -> list:
@@ -107,27 +142,62 @@ def _accuracy(student, reference, outcome) -> None:
                                         "a threshold between -415 and -230 separates them."))
 
 
+THRESHOLD_HINT = ("with GPT-2 small, random letters score about -460..-417 and English -228..-72: a threshold "
+                  "between -415 and -230 separates them (return log_likelihood(model, text) < threshold).")
+
+
+def _decision_hint(values: list[float], answers: list[bool]) -> str:
+    """What the answers on course-scale values say about the classifier: a threshold in the wrong
+    place, the comparison the wrong way round, or no single threshold."""
+    ordered = [answer for _, answer in sorted(zip(values, answers))]  # by log-likelihood, lowest first
+    if len(set(ordered)) == 1:
+        side = "True (random letters)" if ordered[0] else "False (English)"
+        return (f"you answered {side} for every value from {min(values):.0f} to {max(values):.0f}: your threshold "
+                f"lies outside both ranges, or the answer does not depend on the log-likelihood. " + THRESHOLD_HINT)
+    if ordered == sorted(ordered):  # False for low values, True for high ones
+        return "your comparison is the wrong way round: random letters have the lower log-likelihood. " + THRESHOLD_HINT
+    if ordered == sorted(ordered, reverse=True):  # True below a threshold, False above: it is in the wrong place
+        pairs = sorted(zip(values, answers))
+        below = max(v for v, a in pairs if a)
+        above = min(v for v, a in pairs if not a)
+        return f"your threshold lies between {below:.2f} and {above:.2f}, inside one of the ranges. " + THRESHOLD_HINT
+    return "your answers do not follow one threshold on the log-likelihood. " + THRESHOLD_HINT
+
+
 def _stubbed(student, reference, rng, outcome) -> None:
+    """The fallback: classification's decisions on course-scale log-likelihoods (see the module
+    docstring). A classifier that calls log_likelihood gets each value from a stand-in for it; one
+    that computes the log-likelihood itself gets it from a stand-in model under which the text has
+    exactly that log-likelihood (autograder/child/p6_harness.py); both are judged alike."""
     values = [*np.round(rng.uniform(*RANDOM_RANGE, size=3), 2), *RANDOM_RANGE,
               *np.round(rng.uniform(*ENGLISH_RANGE, size=3), 2), *ENGLISH_RANGE]
+    values = [float(v) for v in values]
     text = next(t for t in reference.texts if t.id == "ll-random-letters")
-    answers = student.harness("p6_classification_stubbed", values=[float(v) for v in values], text=list(text.tokens))
+    answers = student.harness("p6_classification_stubbed", values=values, text=list(text.tokens))
+    decided, inline = [], 0
     for value, entry in zip(values, answers):
-        call = f"classification(model, text) with log_likelihood(model, text) returning {value:.2f}"
+        call = f"classification(model, text) on a text whose log-likelihood is {value:.2f}"
         answer = as_bool(passed_on(entry["answer"], call=call, expected=f"a bool ({BOOL_FORMS})"), call=call)
-        if entry["calls"] < 1:
-            raise CheckFailed(feedback(call=call, got=f"{answer!r} without calling log_likelihood",
-                                       expected="a threshold on log_likelihood(model, text)",
-                                       hint="call log_likelihood from submission.likelihood (imported as the course's "
-                                            "starter code does) and compare it with a threshold."))
-        expected = bool(value <= RANDOM_RANGE[1])
-        if answer is not expected:
-            raise CheckFailed(feedback(call=call, got=repr(answer), expected=f"{expected!r}",
-                                       hint="with GPT-2 small, random letters score about -460..-417 and English "
-                                            "-228..-72: a threshold between -415 and -230 separates them."))
+        if entry["calls"] < 1 and entry["model_calls"] < 1:
+            raise CheckFailed(feedback(call=call, got=f"{answer!r} without calling log_likelihood or the model",
+                                       expected="a threshold on the text's log-likelihood",
+                                       hint="call log_likelihood(model, text) from submission.likelihood (or compute "
+                                            "the log-likelihood from model(text)'s logits) and compare it with a "
+                                            "threshold."))
+        inline += entry["calls"] < 1
+        decided.append(answer)
+    wrong = [(v, a) for v, a in zip(values, decided) if a is not (v <= RANDOM_RANGE[1])]
+    if wrong:
+        value, answer = wrong[0]
+        raise CheckFailed(feedback(
+            call=f"classification(model, text) on a text whose log-likelihood is {value:.2f}", got=repr(answer),
+            expected=f"{not answer!r} ({len(wrong)} of {len(values)} values answered wrongly)",
+            hint=_decision_hint(values, decided)))
+    how = ("computing the log-likelihood itself (judged with a model under which the text has each value)" if inline
+           else "calling log_likelihood (replaced by a stand-in returning each value)")
     outcome.note("Fallback check (the accuracy on the course's snippets needs the course checkpoint, --model gpt2, and "
                  "the course's snippet, Shakespeare and NeurIPS files): classification returns a bool from a threshold "
-                 f"on log_likelihood that separates course-scale values ({len(values)} values checked).")
+                 f"on the log-likelihood that separates course-scale values ({len(values)} values checked, {how}).")
 
 
 @pytest.mark.graded("p6e_classification")

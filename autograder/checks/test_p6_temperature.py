@@ -29,8 +29,9 @@ def reference(run_settings):
     return reference_for(run_settings)
 
 
-def check_cases(student, reference, cases, outcome, *, horizon_note: str) -> None:
-    """cases: (prompt, temperature, horizon) triples, all sent in one harness call."""
+def check_cases(student, reference, cases, outcome, *, horizon_note: str, clean_process=None) -> None:
+    """cases: (prompt, temperature, horizon) triples, all sent in one harness call. A wrong horizon-2
+    output is compared with what known mistakes give (computed in the clean process, when given)."""
     answers = student.harness("p6_temperature_scale", cases=[
         {"prompt": list(prompt.tokens), "temperature": t, "horizon": h} for prompt, t, h in cases])
     vocab_size = reference.config["vocab_size"]
@@ -38,7 +39,10 @@ def check_cases(student, reference, cases, outcome, *, horizon_note: str) -> Non
         check_scaled(entry, prompt, reference.scaled_output(prompt.id, temperature, horizon), vocab_size=vocab_size,
                      horizon=horizon, temperature=temperature,
                      call=f"temperature_scale(logits, model, new_past, config, {temperature!r}, {horizon})",
-                     hint=H2_HINT if horizon == 2 and temperature is not None else H1_HINT)
+                     hint=H2_HINT if horizon == 2 and temperature is not None else H1_HINT,
+                     variants=None if clean_process is None else (
+                         lambda p=prompt, t=temperature: clean_process.harness("p6_horizon_two_variants",
+                                                                               prompt=list(p.tokens), temperature=t)))
     shown = ", ".join(f"T={t!r}" for t in sorted({t for _, t, _ in cases}, key=lambda t: -1 if t is None else t))
     outcome.note(f"{len(cases)} outputs match the reference ({horizon_note}; {shown}; "
                  f"{len({p.id for p, _, _ in cases})} prompts).")
@@ -68,13 +72,14 @@ def test_horizon_one_random(student, reference, rng, outcome):
 
 
 @pytest.mark.graded("p6h_public")
-def test_horizon_two_public(student, reference, outcome):
+def test_horizon_two_public(student, clean_process, reference, outcome):
     public = [p for p in reference.prompts if p.public][:2]
     cases = [(public[0], None, 2)] + [(p, t, 2) for p in public for t in PUBLIC_TEMPERATURES]
-    check_cases(student, reference, cases, outcome, horizon_note="horizon 2, and temperature None")
+    check_cases(student, reference, cases, outcome, horizon_note="horizon 2, and temperature None",
+                clean_process=clean_process)
 
 
 @pytest.mark.graded("p6h_random")
-def test_horizon_two_random(student, reference, rng, outcome):
+def test_horizon_two_random(student, clean_process, reference, rng, outcome):
     cases = [(p, t, 2) for p in _pool(reference, rng, 1) for t in _random_temperatures(rng)]
-    check_cases(student, reference, cases, outcome, horizon_note="horizon 2")
+    check_cases(student, reference, cases, outcome, horizon_note="horizon 2", clean_process=clean_process)

@@ -71,8 +71,8 @@ def describe(value) -> str:
     for base in builtin:
         if t not in builtin and isinstance(value, base):
             return f"a {name} (a subclass of {base.__name__})"
-    article = "an" if name[:1].lower() in "aeiou" else "a"
-    return f"{article} {name}" if t.__module__ == "builtins" else f"{article} {t.__module__}.{name}"
+    shown = name if t.__module__ == "builtins" else f"{t.__module__}.{name}"
+    return f"{'an' if shown[:1].lower() in 'aeiou' else 'a'} {shown}"
 
 
 def _npy_bytes(array: np.ndarray) -> str:

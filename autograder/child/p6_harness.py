@@ -7,7 +7,8 @@ data. Two kinds:
 
 - student harnesses (``p6_log_likelihood``, ``p6_sample`` …) call submission code, so what they
   return is judged like any student return value;
-- clean harnesses (``p6_config``, ``p6_next_logits``, ``p6_replay_support``) never touch
+- clean harnesses (``p6_config``, ``p6_next_logits``, ``p6_replay_support``,
+  ``p6_second_step_logits``, ``p6_log_likelihood_variants``, ``p6_horizon_two_variants``) never touch
   submission code and refuse to run in a process that has imported any: the grader runs them in
   a fresh child (``clean_process`` fixture) and trusts their answers, e.g. to replay a
   student's sampled tokens through the model.
@@ -124,13 +125,7 @@ def p6_next_logits(child, *, prompts, near):
     for tokens in prompts:
         with torch.no_grad():
             logits, _ = model(_ids(child, tokens))
-        last = logits[0, -1].double().cpu()  # (V,)
-        top = torch.topk(last, config.top_k)
-        outside = torch.ones_like(last, dtype=torch.bool)
-        outside[top.indices] = False
-        near_ids = torch.nonzero(outside & (last >= top.values[-1] - near)).flatten()
-        answers.append({"top_ids": top.indices.numpy(), "top_logits": top.values.numpy(),
-                        "near_ids": near_ids.numpy(), "near_logits": last[near_ids].numpy()})
+        answers.append(_near_top(logits[0, -1].double().cpu(), config.top_k, near))
     return answers
 
 
@@ -158,6 +153,114 @@ def p6_replay_support(child, *, sequences, starts):
     return answers
 
 
+def _near_top(last, k: int, near: float) -> dict:
+    """top_ids/top_logits (the k largest of last (V,), float64, largest first) and near_ids/
+    near_logits (every other token within ``near`` of the k-th), as p6_next_logits gives them."""
+    import torch
+    top = torch.topk(last, k)
+    outside = torch.ones_like(last, dtype=torch.bool)
+    outside[top.indices] = False
+    near_ids = torch.nonzero(outside & (last >= top.values[-1] - near)).flatten()
+    return {"top_ids": top.indices.numpy(), "top_logits": top.values.numpy(),
+            "near_ids": near_ids.numpy(), "near_logits": last[near_ids].numpy()}
+
+
+def _after_each_first_token(child, prompt, first_tokens):
+    """(prompt's last-position logits (V,), next logits (K, V) after prompt + [t] for each first
+    token t): one forward of the prompt, then one batched forward of all first tokens with the
+    prompt's cache expanded to batch K (the cache is only read)."""
+    import torch
+    model, _ = _model(child)
+    with torch.no_grad():
+        logits, past = model(_ids(child, prompt))
+        firsts = torch.tensor([[int(t)] for t in first_tokens], dtype=torch.long, device=child.device)  # (K, 1)
+        batch_past = [layer.expand(-1, firsts.size(0), -1, -1, -1) for layer in past]
+        next_logits, _ = model(firsts, past=batch_past)  # (K, 1, V)
+    return logits[0, -1].double().cpu(), next_logits[:, -1].double().cpu()
+
+
+@harness("p6_second_step_logits")
+def p6_second_step_logits(child, *, prompt, first_tokens, near):
+    """For each first token t, the model's logits for the token after prompt + [t], around the
+    top-k boundary (as p6_next_logits: top_ids, top_logits, near_ids, near_logits)."""
+    _assert_clean()
+    _, config = _model(child)
+    _, after = _after_each_first_token(child, prompt, first_tokens)
+    return [_near_top(row, config.top_k, near) for row in after]
+
+
+@harness("p6_log_likelihood_variants")
+def p6_log_likelihood_variants(child, *, tokens):
+    """What known mistakes give as log_likelihood on one text (float64 unless named otherwise):
+    "right" the sum of log p(text_t | text_<t), t ≥ 1; "averaged"; "last_term_dropped";
+    "first_term_dropped"; "shifted" (the logits at position t scored against token t);
+    "first_token_included" (<|endoftext|>, id V − 1, put before the text, all T terms; absent when
+    the text fills the context); "raw_logits" (logits summed, no log-softmax); "float16" (the
+    log-softmax and the sum in float16)."""
+    import torch
+    import torch.nn.functional as F
+    _assert_clean()
+    model, config = _model(child)
+    ids = _ids(child, tokens)  # (1, T)
+    targets = ids[0, 1:, None]  # (T - 1, 1)
+    with torch.no_grad():
+        logits = model(ids)[0][0]  # (T, V) float32
+        log_probs = F.log_softmax(logits.double(), dim=-1)
+        terms = log_probs[:-1].gather(1, targets)[:, 0]  # (T - 1,)
+        variants = {
+            "right": terms.sum(), "averaged": terms.mean(), "last_term_dropped": terms[:-1].sum(),
+            "first_term_dropped": terms[1:].sum(), "shifted": log_probs[1:].gather(1, targets).sum(),
+            "raw_logits": logits[:-1].double().gather(1, targets).sum(),
+            "float16": F.log_softmax(logits[:-1].half(), dim=-1).gather(1, targets).sum(),
+        }
+        if ids.size(1) < config.n_positions:
+            eot = torch.full((1, 1), config.vocab_size - 1, dtype=torch.long, device=child.device)
+            with_eot = F.log_softmax(model(torch.cat([eot, ids], dim=1))[0][0, :-1].double(), dim=-1)
+            variants["first_token_included"] = with_eot.gather(1, ids[0, :, None]).sum()
+    return {name: float(value) for name, value in variants.items()}
+
+
+@harness("p6_horizon_two_variants")
+def p6_horizon_two_variants(child, *, prompt, temperature):
+    """temperature_scale at horizon 2 as known mistakes compute it, on the tokens that survive the
+    prompt's top-k (float64): "right"; "horizon_one" (logits / T); "temperature_outside"
+    (logsumexp(joint) / T); "no_second_top_k" (the second step unfiltered); "temperature_ignored"
+    (logsumexp(joint)); "temperature_multiplied" (logsumexp(joint · T)); "no_first_probability"
+    (p(t) left out of the joint); "no_epsilon" (log p(t, s) without + 1e-10, so only the second
+    step's survivors count). Returns {"ids": the surviving tokens, name: values at them}."""
+    import torch
+    import torch.nn.functional as F
+    _assert_clean()
+    _, config = _model(child)
+    last = _top_k(_model_last_logits(child, prompt), config.top_k)[0]  # (V,) float32 filtered
+    first_tokens = torch.nonzero(last > MASKED).flatten()
+    _, after = _after_each_first_token(child, prompt, first_tokens.tolist())  # (K, V) float64
+    first = F.softmax(last.double(), dim=-1)[first_tokens][:, None]  # (K, 1)
+    filtered = _top_k(after, config.top_k)
+    second, unfiltered = F.softmax(filtered, dim=-1), F.softmax(after, dim=-1)  # (K, V)
+    t = float(temperature)
+
+    def lse(values):
+        return torch.logsumexp(values, dim=-1)
+    joint = torch.log(first * second + 1e-10)
+    kept = filtered > MASKED
+    variants = {
+        "right": lse(joint / t), "horizon_one": last.double()[first_tokens] / t, "temperature_outside": lse(joint) / t,
+        "no_second_top_k": lse(torch.log(first * unfiltered + 1e-10) / t), "temperature_ignored": lse(joint),
+        "temperature_multiplied": lse(joint * t), "no_first_probability": lse(torch.log(second + 1e-10) / t),
+        "no_epsilon": lse(torch.where(kept, torch.log(first * second) / t, torch.full_like(joint, -torch.inf))),
+    }
+    return {"ids": first_tokens.cpu().numpy(), **{name: value.cpu().numpy() for name, value in variants.items()}}
+
+
+def _model_last_logits(child, prompt):
+    """The model's last-position logits (1, V) float32 on a prompt."""
+    import torch
+    model, _ = _model(child)
+    with torch.no_grad():
+        return model(_ids(child, prompt))[0][:, -1, :]
+
+
 # -- student harnesses --------------------------------------------------------------------------
 @harness("p6_log_likelihood")
 def p6_log_likelihood(child, *, texts):
@@ -182,38 +285,130 @@ def p6_classification(child, *, texts):
             for tokens in texts]
 
 
+def _like_returned(example, value: float):
+    """``value`` in the form ``example`` (what the submission's own log_likelihood returned) has: a
+    Python float, a numpy floating scalar, or a one-element tensor of its dtype, shape and device;
+    a 0-d float64 tensor when example is none of these (its log_likelihood failed or returned
+    something else). Every accepted log_likelihood returns one of these, and classification code
+    written for it (``.item()``, ``float()``, comparisons) works on the stand-in too."""
+    import numpy as np
+    import torch
+    if type(example) is float:
+        return float(value)
+    if isinstance(example, np.floating) and type(example).__module__ == "numpy":
+        return type(example)(value)
+    if type(example) is torch.Tensor and example.numel() == 1 and example.dtype.is_floating_point:
+        return torch.full(tuple(example.shape), value, dtype=example.dtype, device=example.device)
+    return torch.tensor(value, dtype=torch.float64, device=example.device if type(example) is torch.Tensor else None)
+
+
+def _log_likelihood_stand_in(original, make_value, calls: list):
+    """A function that takes the place of the submission's log_likelihood: called as that one can
+    be (the same parameters, by position or keyword; a call that does not fit raises the TypeError
+    Python would), it counts its calls and returns make_value(). It carries the original's name and
+    docstring, so nothing of the grader shows in a message."""
+    import functools
+    import inspect
+    try:
+        signature = inspect.signature(original)
+    except (TypeError, ValueError):
+        signature = None
+
+    def log_likelihood(*args, **kwargs):
+        if signature is not None:
+            signature.bind(*args, **kwargs)
+        calls.append(1)
+        return make_value()
+    functools.update_wrapper(log_likelihood, original)
+    del log_likelihood.__wrapped__
+    return log_likelihood
+
+
+def _text_model(model, config, tokens, value: float, calls: list):
+    """A stand-in for the course model under which the text ``tokens`` has log-likelihood
+    ``value`` (< 0) exactly: at every position that follows the text (the input token and its
+    position match it), the next text token gets log-probability value / (T − 1), every other
+    token the same lower logit; elsewhere the logits are uniform. Same call and outputs as the
+    course model (logits (B, T, V) float32 on its device; presents one [2, B, n_head, P + T,
+    head_dim] tensor per layer, zeros), same config and device. Used to judge a classification that
+    computes the log-likelihood itself instead of calling log_likelihood."""
+    import math
+    import torch
+    device = next(model.parameters()).device
+    text = torch.tensor(list(tokens), dtype=torch.long, device=device)
+    per_step = float(value) / (len(tokens) - 1)  # log p(text_t | text_<t) for every t ≥ 1
+    # softmax puts e^a / (e^a + V − 1) on the target when it has logit a and the others 0
+    target_logit = per_step + math.log(config.vocab_size - 1) - math.log(-math.expm1(per_step))
+    head_dim = config.n_embd // config.n_head
+
+    class CourseModel(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.config = config
+            self.anchor = torch.nn.Parameter(torch.zeros(1, device=device), requires_grad=False)
+
+        def forward(self, input_ids, past=None):
+            calls.append(1)
+            batch, length = input_ids.shape
+            start = 0 if past is None else int(past[0][0].size(-2))
+            logits = torch.zeros(batch, length, config.vocab_size, device=device)
+            positions = torch.arange(start, start + length, device=device)
+            inside = positions + 1 < text.numel()  # positions whose next token is a text token
+            for b in range(batch):
+                follows = inside & (input_ids[b].to(device) == text[positions.clamp(max=text.numel() - 1)])
+                where = torch.nonzero(follows).flatten()
+                logits[b, where, text[positions[where] + 1]] = target_logit
+            presents = [torch.zeros((), device=device).expand(2, batch, config.n_head, start + length, head_dim)
+                        for _ in range(config.n_layer)]
+            return logits, presents
+
+    return CourseModel().eval()
+
+
 @harness("p6_classification_stubbed")
 def p6_classification_stubbed(child, *, values, text):
-    """classification(model, text) with the student's log_likelihood replaced by a stub that
-    returns values[i] in call i: every module attribute bound to the submission's
-    log_likelihood (``submission.likelihood.log_likelihood`` and the name
-    ``from submission.likelihood import log_likelihood`` binds in the classifier) is patched.
+    """classification(model, text) once per value v, where text's log-likelihood is v either way
+    the classifier can learn it:
 
-    Returns one {"answer": plain value, "calls": how often the stub ran} per value.
+    - every module attribute bound to the submission's log_likelihood
+      (``submission.likelihood.log_likelihood`` and the name ``from submission.likelihood import
+      log_likelihood`` binds in the classifier) is replaced by a stand-in that returns v in the
+      form the submission's own log_likelihood returns (``_like_returned``), whatever arguments it
+      gets (``_log_likelihood_stand_in``);
+    - the model passed is ``_text_model``: a classifier that computes the log-likelihood itself
+      from the model's logits gets v too.
+
+    Returns one {"answer": plain value or {"error": ...}, "calls": calls of the stand-in,
+    "model_calls": calls of the model} per value.
     """
+    import torch
     classification = child.function("classifier", "classification")
     original = child.function("likelihood", "log_likelihood")
-    model, _ = _model(child)
+    model, config = _model(child)
     ids = _ids(child, text)
+    try:
+        with torch.no_grad():
+            example = original(model, ids)  # only its form is used: the stand-in returns values like it
+    except BaseException:  # a broken log_likelihood: the stand-in returns a 0-d float64 tensor
+        example = None
     patched = [module for name, module in list(sys.modules.items())
                if (name == "submission" or name.startswith("submission.")) and module is not None
                and getattr(module, "log_likelihood", None) is original]
     answers = []
     for value in values:
-        calls = []
-
-        def stub(model_, text_, *args, _value=float(value), **kwargs):
-            calls.append(1)
-            return _value
+        calls, model_calls = [], []
+        stand_in = _log_likelihood_stand_in(original, lambda v=float(value): _like_returned(example, v), calls)
+        text_model = _text_model(model, config, text, float(value), model_calls)
         for module in patched:
-            module.log_likelihood = stub
+            module.log_likelihood = stand_in
         try:
-            answer = child.invoke(classification, (model, ids), {},
-                                  label=f"classification(model, text) with log_likelihood returning {value!r}")
+            answer = _attempt(lambda: _plain_scalar(child.invoke(
+                classification, (text_model, ids), {},
+                label=f"classification(model, text) on a text whose log-likelihood is {float(value):.2f}")))
         finally:
             for module in patched:
                 module.log_likelihood = original
-        answers.append({"answer": _plain_scalar(answer), "calls": len(calls)})
+        answers.append({"answer": answer, "calls": len(calls), "model_calls": len(model_calls)})
     return answers
 
 
@@ -254,12 +449,12 @@ def p6_sample(child, *, cases, rng_seed=None):
 
 
 @harness("p6_sample_next_tokens")
-def p6_sample_next_tokens(child, *, prompt, temperature, draws, rng_seed=None):
-    """``draws`` calls of sample(model, start_text, config, 1, temperature=T) on one prompt.
+def p6_sample_next_tokens(child, *, prompt, temperature, draws, rng_seed=None, length=1):
+    """``draws`` calls of sample(model, start_text, config, length, temperature=T) on one prompt.
 
-    Returns {"tokens": int64 array of the drawn next tokens} or, for the first return value
-    that is not a LongTensor (1, T0 + 1) starting with the prompt, {"bad": {"draw", "got",
-    "type", "why"}}.
+    Returns {"tokens": int64 array of the drawn tokens, (draws,) for length 1, else (draws,
+    length)} or, for the first return value that is not a LongTensor (1, T0 + length) starting
+    with the prompt, {"bad": {"draw", "got", "type", "why"}}.
     """
     import numpy as np
     import torch
@@ -268,20 +463,35 @@ def p6_sample_next_tokens(child, *, prompt, temperature, draws, rng_seed=None):
     _reseed(child, rng_seed)
     start = _ids(child, prompt)
     expected_prefix = start[0].cpu()
-    label = f"sample(model, start_text, config, 1, temperature={temperature!r})"
-    tokens = np.empty(int(draws), dtype=np.int64)
+    label = f"sample(model, start_text, config, {length}, temperature={temperature!r})"
+    tokens = np.empty((int(draws), int(length)), dtype=np.int64)
     for draw in range(int(draws)):
-        out = child.invoke(function, (model, start, config, 1), {"temperature": temperature}, label=label)
+        out = child.invoke(function, (model, start, config, length), {"temperature": temperature}, label=label)
         why = None
         if type(out) is not torch.Tensor:
             why = "not a torch tensor"
         elif out.dtype != torch.long:
             why = f"dtype {out.dtype}, not torch.int64 (a LongTensor)"
-        elif tuple(out.shape) != (1, len(prompt) + 1):
-            why = f"shape {tuple(out.shape)}, not (1, {len(prompt) + 1})"
-        elif not torch.equal(out[0, :-1].cpu(), expected_prefix):
+        elif tuple(out.shape) != (1, len(prompt) + length):
+            why = f"shape {tuple(out.shape)}, not (1, {len(prompt) + length})"
+        elif not torch.equal(out[0, :len(prompt)].cpu(), expected_prefix):
             why = "it does not start with start_text"
         if why is not None:
             return {"bad": {"draw": draw, "why": why, **_bad(out)}}
-        tokens[draw] = int(out[0, -1])
-    return {"tokens": tokens}
+        tokens[draw] = out[0, len(prompt):].cpu().numpy()
+    return {"tokens": tokens[:, 0] if length == 1 else tokens}
+
+
+@harness("p6_top_k")
+def p6_top_k(child, *, cases):
+    """top_k_logits(logits, k) for each case {"logits": float32 array (1, V), "k": int}, logits a
+    float32 tensor on the child's device. Returns one {"value": tensor}, {"unsupported": ...} or
+    {"error": ...} per case."""
+    import torch
+    function = child.function("sample", "top_k_logits")
+    answers = []
+    for case in cases:
+        logits = torch.as_tensor(case["logits"], dtype=torch.float32).to(child.device)
+        answers.append(_attempt(lambda: _tensor_or_bad(child.invoke(
+            function, (logits, int(case["k"])), {}, label=f"top_k_logits(logits, {int(case['k'])})"))))
+    return answers

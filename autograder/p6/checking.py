@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..child.codec import TensorValue
-from ..compare import CheckFailed, as_array, expect_close, feedback
+from ..compare import CheckFailed, as_array, expect_close, feedback, known_mistake
 from ..sandbox import CHILD_ERROR_KINDS, StudentCodeError
 from .reference import MASK_LEVEL, Prompt, ReferenceOutputs, Scaled, reference_outputs
 
@@ -60,8 +60,63 @@ def passed_on(entry: dict, *, call: str, expected: str, instance: str = "", hint
                                expected=expected, hint=hint))
 
 
+H2_MISTAKES = {  # p6_horizon_two_variants's names, as hints
+    "horizon_one": "your horizon-2 output equals logits / T (up to a constant): that is horizon 1; horizon 2 "
+                   "looks one token further, through the joint p(t, s).",
+    "temperature_outside": "that is logsumexp_s(log p(t, s)) / T, the temperature applied after the logsumexp: "
+                           "divide log p(t, s) by T inside it, logsumexp_s(log p(t, s) / T).",
+    "no_second_top_k": "the second step was not top-k filtered: p_topk(s | t) is the softmax of "
+                       "top_k_logits(next logits, config.top_k).",
+    "temperature_ignored": "that is logsumexp_s(log p(t, s)), without the temperature: divide by T inside the "
+                           "logsumexp.",
+    "temperature_multiplied": "that multiplies log p(t, s) by T instead of dividing.",
+    "no_first_probability": "the first token's own probability p(t) = softmax(logits)[t] is missing from the "
+                            "joint p(t, s) = p(t) · p_topk(s | t).",
+    "no_epsilon": "the joint's log lacks the + 1e-10: log(p(t, s) + 1e-10), so the filtered second tokens still "
+                  "count, as the course defines it.",
+}
+
+
+def scaled_hint(got: np.ndarray, reference: np.ndarray, compared: np.ndarray, *, horizon: int,
+                temperature: float | None, dtype: str | None, variants=None) -> str | None:
+    """The hint naming the known mistake a wrong temperature_scale output matches on the compared
+    entries (None: no known one). variants: a callable giving p6_horizon_two_variants's answer
+    (horizon 2 only; called only here, when the output is wrong)."""
+    if dtype in ("torch.float16", "torch.bfloat16"):
+        return "your output is half precision (float16 or bfloat16): compute in the logits' own dtype (float32)."
+    values = got[compared]
+    if horizon == 2 and temperature is not None:
+        if variants is None:
+            return None
+        answer = variants()
+        position = {int(t): i for i, t in enumerate(np.asarray(answer["ids"]))}
+        ids = np.flatnonzero(compared)
+        if not all(int(t) in position for t in ids):
+            return None
+        index = np.array([position[int(t)] for t in ids])
+        return known_mistake(values, [(hint, np.asarray(answer[name])[index]) for name, hint in H2_MISTAKES.items()],
+                             rtol=H2_RTOL, atol=H2_ATOL, shift=True)
+    target = reference[compared]
+    if temperature is None:
+        return known_mistake(values, [("your output is the logits plus one constant per row (log_softmax(logits)?): "
+                                       "with temperature None, return the logits themselves.", target)],
+                             rtol=H1_RTOL, atol=H1_ATOL, shift=True)
+    named = known_mistake(values, [
+        ("your output is the logits unchanged: the temperature was ignored.", target * temperature),
+        ("your output is logits × T: the temperature was multiplied, not divided.", target * temperature**2),
+    ], rtol=H1_RTOL, atol=H1_ATOL * temperature**2)
+    if named:
+        return named
+    shift = float(np.median(values - target)) if values.size else 0.0
+    return known_mistake(values, [(f"your output is logits / T minus {-shift:.4g}, one constant for the whole row: "
+                                   f"that is log_softmax(logits / T) (or another normalisation). It gives the same "
+                                   f"sampling distribution, but horizon 1 is defined as logits / T itself (see the "
+                                   f"README's rule): return logits / temperature.", target)],
+                         rtol=H1_RTOL, atol=H1_ATOL, shift=True)
+
+
 def check_scaled(entry: dict, prompt: Prompt, expected: Scaled, *, vocab_size: int, horizon: int,
-                 temperature: float | None, call: str, hint: str) -> None:
+                 temperature: float | None, call: str, hint: str, variants=None) -> None:
     """Judge one temperature_scale output (1, V) against the reference's.
 
     Outside top-k ties (TIE_EPS), an entry must be kept (> -1e9) exactly where the reference
@@ -91,7 +146,12 @@ def check_scaled(entry: dict, prompt: Prompt, expected: Scaled, *, vocab_size: i
     if horizon == 2 and temperature is not None:
         if np.any(np.abs(got[~kept] - MASKED) > 1e-6 * abs(MASKED)):
             token = int(np.flatnonzero(~kept & (np.abs(got - MASKED) > 1e-6 * abs(MASKED)))[0])
-            raise CheckFailed(feedback(call=call, instance=instance, hint=hint, got=f"logits[0, {token}] = {got[token]!r}",
+            divided = np.allclose(got[~kept], MASKED / temperature, rtol=1e-6, atol=0.0)
+            named = ("your masked entries are -1e10 / T: the whole row was divided by T, as horizon 1 does. Horizon 2 "
+                     "sets every filtered entry to -1e10 and gives each surviving token t the logsumexp over s of "
+                     "log p(t, s) / T. " if divided else "")
+            raise CheckFailed(feedback(call=call, instance=instance, hint=named + hint,
+                                       got=f"logits[0, {token}] = {got[token]!r}",
                                        expected="-1e10 for every token that did not survive top-k"))
         shift = float(np.median(got[compared] - reference[compared])) if compared.any() else 0.0
         target, rtol, atol = reference[compared] + shift, H2_RTOL, H2_ATOL
@@ -101,6 +161,10 @@ def check_scaled(entry: dict, prompt: Prompt, expected: Scaled, *, vocab_size: i
     # Compared as (1, V) rows so feedback names the token: entries not compared are set equal.
     got_row, expected_row = np.zeros(vocab_size), np.zeros(vocab_size)
     got_row[compared], expected_row[compared] = got[compared], target
+    if np.any(np.abs(got[compared] - target) > atol + rtol * np.abs(target)):
+        named = scaled_hint(got, reference, compared, horizon=horizon, temperature=temperature, variants=variants,
+                            dtype=value.dtype if isinstance(value, TensorValue) else None)
+        hint = f"{named} {hint}" if named else hint
     expect_close(got_row[None], expected_row[None], rtol=rtol, atol=atol, call=call, instance=instance,
                  hint=hint, name="logits")
 
