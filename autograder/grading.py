@@ -56,6 +56,10 @@ class Timing:
     def student_seconds(self) -> float:
         return sum(p.student_seconds for p in self.processes)
 
+    @property
+    def peak_rss_mb(self) -> float:
+        return max((p.peak_rss_mb for p in self.processes), default=0.0)
+
 
 @dataclass
 class Outcome:
@@ -238,6 +242,7 @@ class GradingPlugin:
                 result = self.results.get(item.stash[GRADED_TEST].test_id)
                 if result is not None:
                     result.seconds, result.student_seconds = timing.seconds, timing.student_seconds
+                    result.peak_rss_mb = timing.peak_rss_mb
 
     # -- scoring ---------------------------------------------------------------------------
     @pytest.hookimpl(wrapper=True)

@@ -43,6 +43,8 @@ class TestResult:
     """Wall-clock seconds the check took."""
     student_seconds: float = 0.0
     """Of those, seconds spent inside student code (as the child processes report it)."""
+    peak_rss_mb: float = 0.0
+    """The peak resident memory of the child that ran the student's code, in MiB (timing reports)."""
     grader_fault: bool = False
     """Not graded because of the grader (an internal error, no model), not the student."""
 

@@ -169,6 +169,12 @@ class Launcher:
         except OSError:
             return "(no log)"
 
+    def is_ready(self) -> bool:
+        """Whether it has finished starting (without waiting)."""
+        if self.ready is None and select.select([self.control], [], [], 0)[0]:
+            self.wait_ready()
+        return self.ready is not None
+
     def wait_ready(self) -> dict:
         if self.ready is None:
             answer = self._receive(timeout=LAUNCHER_START_LIMIT_S, what="starting")
@@ -316,9 +322,13 @@ class Sandbox:
 
     def launcher_for(self, *, model: bool) -> Launcher:
         """The fork server for a child: the run's model launcher (``launcher``) when the child
-        needs the model or the run has none; else a light one without torch (no model to wait
-        for, and lighter children)."""
-        if model or self.model_dir is None:
+        needs the model, the run has none, or it has finished starting; else, while torch is
+        still loading there, a light one without torch, which is stopped once the model
+        launcher is ready (one fork server less in memory for the rest of the run)."""
+        if model or self.model_dir is None or self.launcher.is_ready():
+            if self._light is not None and self.model_dir is not None and self.launcher.ready is not None:
+                self._light.close()  # its children, if any still run, are not its to keep
+                self._light = None
             return self.launcher
         if self._light is None:
             self._light = self._start_launcher(None, "-light")
@@ -371,6 +381,20 @@ class Sandbox:
         self.close()
 
 
+def _peak_rss_mb(pid: int, *, worker: bool) -> float:
+    """A child's peak resident memory in MiB (0 if unknown); with worker, that of the namespace
+    init's child (the worker that ran the code) rather than the init's own."""
+    try:
+        if worker:
+            with open(f"/proc/{pid}/task/{pid}/children") as handle:
+                pid = int(handle.read().split()[0])
+        with open(f"/proc/{pid}/status") as handle:
+            line = next(line for line in handle if line.startswith("VmHWM:"))
+        return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError, StopIteration):
+        return 0.0
+
+
 class StudentProcess:
     """One child process running student code, with one wall-clock budget for all its calls.
 
@@ -391,6 +415,7 @@ class StudentProcess:
         self.proc: ForkedChild | None = None
         self.deadline: float | None = None
         self.student_seconds = 0.0
+        self.peak_rss_mb = 0.0  # the child's peak resident memory (VmHWM), read when it is closed
         self._closed = False
         self._requests: int | None = None
         self._responses: int | None = None
@@ -441,6 +466,7 @@ class StudentProcess:
         """Kill the child and every process it started, wherever it went (see isolation.sweep)."""
         if self.proc is not None and not self._closed:
             self._closed = True
+            self.peak_rss_mb = _peak_rss_mb(self.proc.pid, worker=self.proc.namespace_init)
             try:
                 os.killpg(self.proc.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):

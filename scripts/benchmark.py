@@ -53,6 +53,7 @@ print(json.dumps({"wall_s": time.monotonic() - start, "score": report.score, "ma
                   "launcher": report.launcher, "notes": report.notes,
                   "rows": [{"id": r.test.test_id, "score": r.score, "max": r.test.weight, "passed": r.passed,
                             "seconds": r.seconds, "student_seconds": r.student_seconds, "timeout": r.test.timeout,
+                            "peak_rss_mb": r.peak_rss_mb,
                             "output": r.output[:300] if not r.passed else ""} for r in report.results]}))
 """
 
@@ -210,6 +211,7 @@ def measure(model: str, *, device: str, models_root: Path, data: Path | None, se
         "launcher": second["launcher"],
         "peak_memory": peak, "peak_memory_cache_build": build_peak, "peak_memory_first_grading": first_peak,
         "p6_tests": {r["id"]: {"seconds": round(r["seconds"], 2), "student_seconds": round(r["student_seconds"], 2),
+                               "peak_rss_mb": round(r["peak_rss_mb"]),
                                "timeout": round(r["timeout"], 1)} for r in model_rows},
     }
 
@@ -234,8 +236,9 @@ def _table(results: list[dict]) -> str:
     width = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(str(cell).ljust(w) for cell, w in zip(row, width)) for row in rows]
     for r in results:
-        lines.append(f"\n{r['model_name']} ({r['device']}), P6 tests: seconds / in the reference's calls / time limit")
-        lines += [f"  {test:<26} {t['seconds']:7.2f} {t['student_seconds']:7.2f} {t['timeout']:7.1f}"
+        lines.append(f"\n{r['model_name']} ({r['device']}), P6 tests: seconds / in the reference's calls / time limit "
+                     f"/ the child's peak RSS (MB)")
+        lines += [f"  {test:<26} {t['seconds']:7.2f} {t['student_seconds']:7.2f} {t['timeout']:7.1f} {t['peak_rss_mb']:6d}"
                   for test, t in r["p6_tests"].items()]
     return "\n".join(lines)
 

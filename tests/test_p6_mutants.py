@@ -39,7 +39,7 @@ HORIZON_ONE = "        return logits / temperature"
 SECOND_TOP_K = "            next_logits = top_k_logits(next_logits[:, -1, :], k=config.top_k)  # (1, V)"
 TERMS = "        logits, targets = logits[0, :-1], text[0, 1:]  # (T-1, V), (T-1,)"
 SUM = "        return total"
-FORWARD = "        logits, _ = model(text)  # (1, T, V); position t predicts token t + 1"
+FORWARD = "        logits = model(text)[0]  # (1, T, V); position t predicts token t + 1 (the cache is not kept)"
 DECISION = "        return log_likelihood(model, text) < RANDOM_TEXT_THRESHOLD"
 MIN_VALUES = "    min_values = values[:, -1:]  # (B, 1)"
 SCALE_CALL = """            logits = temperature_scale(logits, model, new_past, config, temperature,

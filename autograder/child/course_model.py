@@ -145,9 +145,10 @@ class Conv1D(nn.Module):
 
 
 def gelu_new(x):
-    """GPT-2's GELU, the tanh approximation (transformers' 'gelu_new')."""
-    inner = math.sqrt(2.0 / math.pi) * (x + 0.044715 * torch.pow(x, 3.0))
-    return 0.5 * x * (1.0 + torch.tanh(inner))
+    """GPT-2's GELU, the tanh approximation (transformers' 'gelu_new'):
+    0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), in one fused operation (written out, its
+    seven temporaries of (T, 4 d) floats cost 60 MB for a 1024-token text at GPT-2 small's size)."""
+    return F.gelu(x, approximate="tanh")
 
 
 class Attention(nn.Module):
