@@ -194,11 +194,15 @@ class _FakeStudent:
 
 
 @pytest.mark.parametrize("right, fraction", [(300, 1.0), (291, 1.0), (250, (250 / 300 - 2 / 3) / (0.95 - 2 / 3)), (200, 0.0)])
-def test_accuracy_gives_partial_credit_above_the_majority_rate(right, fraction):
+def test_accuracy_gives_partial_credit_above_the_majority_rate(right, fraction, monkeypatch):
     from types import SimpleNamespace
 
-    from autograder.checks.test_p6_likelihood import _accuracy
+    from autograder.checks import test_p6_likelihood
     from autograder.grading import Outcome
+    monkeypatch.setattr(test_p6_likelihood, "SNIPPETS_GRADED", 300)  # all of them, to check the arithmetic
+
+    def _accuracy(student, reference, outcome):
+        test_p6_likelihood._accuracy(student, reference, np.random.default_rng(0), outcome)
     labels = [True] * 100 + [False] * 200
     answers = [label if i < right else not label for i, label in enumerate(labels)]
     outcome = Outcome()
@@ -285,3 +289,12 @@ def test_classification_stand_ins_behave_like_the_course_model_and_log_likelihoo
     assert len(counted) == 3
     assert type(_like_returned(1.5, -2.0)) is float and type(_like_returned(np.float32(1), -2.0)) is np.float32
     assert _like_returned(None, -2.0).dtype == torch.float64 and _like_returned(None, -2.0).dim() == 0
+
+
+def test_graded_snippets_keep_the_course_proportions_and_vary_with_the_seed():
+    from autograder.checks.test_p6_likelihood import graded_snippets
+    snippets = tuple(((i,), i < 100) for i in range(300))
+    first = graded_snippets(snippets, np.random.default_rng(1), 90)
+    assert len(first) == 90 and sum(label for _, label in first) == 30 and len(set(first)) == 90
+    assert set(first) != set(graded_snippets(snippets, np.random.default_rng(2), 90))
+    assert graded_snippets(snippets[:50], np.random.default_rng(1), 90) == list(snippets[:50])

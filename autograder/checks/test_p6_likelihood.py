@@ -9,8 +9,9 @@ average, a misaligned shift or an extra first-token term is off by nats on some 
 
 p6e: ``classification(model, text)``.
 - With a real checkpoint (``--model gpt2`` or a folder) and the course's snippets, Shakespeare
-  and NeurIPS files configured: accuracy on the labelled snippets (a snippet equal to a
-  Shakespeare or NeurIPS string is English, False; the others random letters, True). Full points
+  and NeurIPS files configured: accuracy on SNIPPETS_GRADED (90) of the labelled snippets, drawn
+  by the run's seed in the course's proportions (a snippet equal to a Shakespeare or NeurIPS
+  string is English, False; the others random letters, True). Full points
   at ACCURACY_FULL (95 %) or more; below, the share of the way from always answering "English"
   (the majority class, 2/3 of the course's snippets) to 95 %.
 - Otherwise (the tiny random model cannot tell texts apart, or no snippets): a fallback that
@@ -34,6 +35,7 @@ from autograder.compare import (BOOL_FORMS, REAL_FORMS, CheckFailed, as_bool, as
 from autograder.p6.checking import LL_ATOL, LL_RTOL, describe_tokens, passed_on, reference_for
 
 ACCURACY_FULL = 0.95
+SNIPPETS_GRADED = 90  # course snippets classified per submission (drawn by its seed, the course's proportions)
 RANDOM_RANGE = (-460.0, -417.0)  # log-likelihoods of the course's random strings under GPT-2 small
 ENGLISH_RANGE = (-228.0, -72.0)  # of its Shakespeare and NeurIPS strings
 LL_HINT = ("sum log p(text_t | text_<t) over t = 1..T-1: the logits at position t-1 predict token t; leave out "
@@ -120,8 +122,22 @@ def pick(rng, items: list, size: int) -> list:
     return [items[i] for i in rng.choice(len(items), size=size, replace=False)]
 
 
-def _accuracy(student, reference, outcome) -> None:
-    snippets = reference.snippets
+def graded_snippets(snippets, rng, size: int) -> list:
+    """``size`` of the labelled snippets, drawn by the run's seed in the course's proportions of
+    random and English text (all of them when there are no more)."""
+    if len(snippets) <= size:
+        return list(snippets)
+    random_ = [s for s in snippets if s[1]]
+    english = [s for s in snippets if not s[1]]
+    take = round(size * len(random_) / len(snippets))
+    chosen = [random_[i] for i in rng.choice(len(random_), size=take, replace=False)]
+    chosen += [english[i] for i in rng.choice(len(english), size=size - take, replace=False)]
+    return chosen
+
+
+def _accuracy(student, reference, rng, outcome) -> None:
+    # A sample, not all 300: each classification runs GPT-2 small once (0.1-0.3 s on a CPU).
+    snippets = graded_snippets(reference.snippets, rng, SNIPPETS_GRADED)
     answers = student.harness("p6_classification", texts=[list(tokens) for tokens, _ in snippets])
     right = 0
     for index, ((_, label), entry) in enumerate(zip(snippets, answers)):
@@ -205,4 +221,4 @@ def test_classification(student, reference, rng, outcome):
     if reference.tiny or not reference.snippets:
         _stubbed(student, reference, rng, outcome)
     else:
-        _accuracy(student, reference, outcome)
+        _accuracy(student, reference, rng, outcome)
