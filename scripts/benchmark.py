@@ -1,7 +1,7 @@
 """Benchmark: grading time and memory with a GPT-2 of the real size, and with the tiny model.
 
     .venv/bin/python scripts/benchmark.py [--device cpu|cuda] [--skip-tiny] [--data DIR] [--out FILE]
-                                          [--cpus 0.5] [--memory-mb 2048]
+                                          [--cpus 0.5] [--memory-mb 2048] [--per-token]
 
 Needs nothing from the network. It builds a GPT-2 of GPT-2 small's size (124M parameters: 12
 layers, width 768, vocabulary 50257, context 1024) with random weights from a fixed seed and the
@@ -19,6 +19,9 @@ Then, for each model, in a fresh models folder (so nothing is reused from earlie
    processes together: the proportional set size (PSS) of the grading process and all its
    descendants, summed, sampled every 100 ms (shared pages such as the model's weights count
    once in all).
+
+--per-token also grades p6d with a log_likelihood that calls the model once per token (right but
+unbatched), to show whether it passes within the derived time limits.
 
 --cpus and --memory-mb confine the later grading as Gradescope's CPU and memory settings would
 (cgroups; root only): its time then says how long a grading takes there, and a memory limit too
@@ -61,6 +64,8 @@ print(json.dumps({"wall_s": time.monotonic() - start, "score": report.score, "ma
                             "peak_rss_mb": r.peak_rss_mb,
                             "output": r.output[:300] if not r.passed else ""} for r in report.results]}))
 """
+
+_GRADE_RUBRIC = _GRADE.replace("results_path=sys.argv[6])", "results_path=sys.argv[6], rubric=sys.argv[7])")
 
 # Run in a child: import the checkpoint and build the reference cache, timed.
 _BUILD = """
@@ -285,6 +290,41 @@ def measure(model: str, *, device: str, models_root: Path, data: Path | None, se
     }
 
 
+PER_TOKEN_LIKELIHOOD = '''import torch
+
+
+def log_likelihood(model, text):
+    """One token at a time, with the cache: right, and unbatched."""
+    with torch.no_grad():
+        total, past = 0.0, None
+        for t in range(text.shape[1] - 1):
+            logits, past = model(text[:, t:t + 1], past=past)
+            total += torch.log_softmax(logits[0, -1].double(), dim=-1)[text[0, t + 1]].item()
+        return total
+'''
+
+
+def measure_per_token(model: str, *, device: str, models_root: Path, seed: int) -> dict:
+    """Grade p6d with a log_likelihood that calls the model once per token (right but unbatched),
+    to show whether such a submission passes within the derived time limits."""
+    import yaml
+    from autograder.rubric import DEFAULT_RUBRIC
+    env = {**os.environ, "AUTOGRADER_MODELS": str(models_root), "PYTHONPATH": str(REPO)}
+    env.pop("AUTOGRADER_DATA_DIR", None)
+    with tempfile.TemporaryDirectory() as folder:
+        folder = Path(folder)
+        shutil.copytree(REPO / "reference" / "submission", folder / "upload" / "submission")
+        (folder / "upload" / "submission" / "likelihood.py").write_text(PER_TOKEN_LIKELIHOOD)
+        data = yaml.safe_load(DEFAULT_RUBRIC.read_text(encoding="utf-8"))
+        data["tests"] = {k: v for k, v in data["tests"].items() if v["part"] == "p6d"}
+        (folder / "rubric.yaml").write_text(yaml.safe_dump(data))
+        os.chmod(folder, 0o755)
+        graded, _ = run_measured([sys.executable, "-c", _GRADE_RUBRIC, str(REPO), str(folder / "upload"), model, device,
+                                  str(seed), str(folder / "results.json"), str(folder / "rubric.yaml")], env)
+    return {r["id"]: {"passed": r["passed"], "seconds": round(r["seconds"], 1), "timeout": round(r["timeout"], 1)}
+            for r in graded["rows"] if r["id"].startswith("p6d")}
+
+
 def _table(results: list[dict]) -> str:
     rows = [("", *[f"{r['model_name']} ({r['device']})" for r in results])]
     def add(label, fn):
@@ -302,6 +342,10 @@ def _table(results: list[dict]) -> str:
                                                        list(r["peak_memory"].get("by_process", {}).items())[:4]))
     add("peak memory, cache build (PSS)", lambda r: f"{r['peak_memory_cache_build']['pss_mb']:.0f} MB")
     add("tests that lost points", lambda r: ", ".join(r["lost"]) or "none")
+    if any("per_token" in r for r in results):
+        add("per-token log_likelihood (p6d)", lambda r: ", ".join(
+            f"{k} {'passed' if v['passed'] else 'FAILED'} in {v['seconds']} s of {v['timeout']} s"
+            for k, v in r.get("per_token", {}).items()) or "-")
     if any(r["confinement"]["cpus"] or r["confinement"]["memory_mb"] for r in results):
         add("grading confined to", lambda r: f"{r['confinement']['cpus'] or 'all'} CPUs, "
                                              f"{r['confinement']['memory_mb'] or 'unlimited'} MiB, "
@@ -325,6 +369,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="the course's data files (AUTOGRADER_DATA_DIR), e.g. ../shared/data/course")
     parser.add_argument("--seed", type=int, default=1, help="seed of the gradings (default 1)")
     parser.add_argument("--out", type=Path, default=Path("benchmark.json"))
+    parser.add_argument("--per-token", action="store_true",
+                        help="also grade p6d with a log_likelihood that runs the model once per token")
     parser.add_argument("--cpus", type=float, default=None,
                         help="CPU share of the (later) grading, e.g. 0.5, as Gradescope's CPU setting (root: cgroups)")
     parser.add_argument("--memory-mb", type=int, default=None,
@@ -345,6 +391,9 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 results.append({"model_name": name, **measure(model, device=args.device, models_root=Path(root),
                                                                  data=args.data, seed=args.seed, confinement=confinement)})
+                if args.per_token:
+                    results[-1]["per_token"] = measure_per_token(model, device=args.device, models_root=Path(root),
+                                                                 seed=args.seed)
             finally:
                 if name == plans[-1][0]:
                     confinement.remove()
