@@ -4,8 +4,9 @@ A fixed limit cannot fit every model and device: GPT-2 small on two CPU cores is
 hundred times slower than the built-in tiny model, and a GPU faster again. So the first grading
 on a model and device (or setup.sh's ``prepare-model``, for the default model) grades
 ``reference/`` once on the rubric's model tests, with generous limits and a fixed seed (the
-calibration), and stores how long each test took in
-``models_root()/reference-cache/<cache file's name>.seconds-<device>.json``. Each model test
+calibration), and stores how long each test took beside the cache file the model problems'
+``prepare`` hook built (P6: ``models_root()/reference-cache/<cache file's name>.seconds-<device>.json``;
+``<model fingerprint>.seconds-<device>.json`` there when no problem prepares one). Each model test
 without a timeout of its own then gets ``factor x`` that time, and at least ``minimum`` seconds
 (the rubric's ``model_timeouts``). The calibration also proves that the reference keeps full
 marks on this model and device; a test where it does not keeps the minimum limit, and the run's
@@ -18,7 +19,8 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
-from .p6.reference import REFERENCE_UPLOAD, _build_lock, _write_atomically, reference_outputs
+from .models import cache_lock, fingerprint, models_root, write_cache
+from .registry import REFERENCE_UPLOAD, Problem, builtin_problems
 from .rubric import GradedTest
 
 CALIBRATION_SEED = 236
@@ -30,23 +32,35 @@ def _path(cache_path: Path, device: str) -> Path:
     return cache_path.with_name(f"{cache_path.stem}.seconds-{device}.json")
 
 
-def reference_seconds(tests: list[GradedTest], *, model_dir: Path, device: str, files: dict) -> tuple[dict, list[str]]:
+def prepared_cache(tests: list[GradedTest], *, model_dir: Path, device: str, files: dict,
+                   problems: tuple[Problem, ...] | None = None) -> Path:
+    """Run the ``prepare`` hook of each problem with a model test among ``tests`` (P6 builds its
+    reference outputs) and return the file the calibration is stored beside: the first hook's
+    cache file, or one named by the model's fingerprint when no problem prepares anything."""
+    parts = {t.part for t in tests if t.needs_model}
+    built = [p.prepare(model_dir, device=device, files=files) for p in (problems or builtin_problems())
+             if p.prepare is not None and parts & set(p.model_parts)]
+    return built[0] if built else models_root() / "reference-cache" / f"{fingerprint(model_dir)}.json"
+
+
+def reference_seconds(tests: list[GradedTest], *, model_dir: Path, device: str, files: dict,
+                      problems: tuple[Problem, ...] | None = None) -> tuple[dict, list[str]]:
     """The reference's seconds in each model test of ``tests`` whose limit derives from it
     (measured now if not stored yet), and notes for the report (empty when all is well)."""
     wanted = [t for t in tests if t.timeout_from_reference]
     if not wanted:
         return {}, []
-    cache = reference_outputs(model_dir, device=device, files=files)
-    path = _path(cache.path, device)
+    path = _path(prepared_cache(wanted, model_dir=model_dir, device=device, files=files, problems=problems), device)
     stored = _read(path)
     missing = [t for t in wanted if t.test_id not in stored["seconds"] and t.test_id not in stored["failed"]]
     if missing:
-        with _build_lock(path):
+        with cache_lock(path):
             stored = _read(path)
             missing = [t for t in wanted if t.test_id not in stored["seconds"] and t.test_id not in stored["failed"]]
             if missing:
-                stored = _calibrate(missing, stored, model_dir=model_dir, device=device, files=files)
-                _write_atomically(path, stored)
+                stored = _calibrate(missing, stored, model_dir=model_dir, device=device, files=files,
+                                    problems=problems)
+                write_cache(path, stored)
     seconds = {t.test_id: stored["seconds"][t.test_id] for t in wanted if t.test_id in stored["seconds"]}
     failed = [t.test_id for t in wanted if t.test_id in stored["failed"]]
     notes = [f"Warning: the reference solution did not get full marks on {', '.join(failed)} with this model and "
@@ -65,12 +79,13 @@ def _read(path: Path) -> dict:
     return {"format": FORMAT, "seconds": {}, "student_seconds": {}, "failed": {}}
 
 
-def _calibrate(tests: list[GradedTest], stored: dict, *, model_dir: Path, device: str, files: dict) -> dict:
+def _calibrate(tests: list[GradedTest], stored: dict, *, model_dir: Path, device: str, files: dict,
+               problems: tuple[Problem, ...] | None) -> dict:
     """Grade the reference on ``tests`` and add what each took to ``stored``."""
     from .runner import grade_tests
     generous = [replace(t, timeout=CALIBRATION_LIMIT_S, timeout_from_reference=False) for t in tests]
     report = grade_tests(REFERENCE_UPLOAD, tests=generous, model_dir=model_dir, device=device,
-                         seed=CALIBRATION_SEED, files=files, time_budget_s=None)
+                         seed=CALIBRATION_SEED, files=files, time_budget_s=None, problems=problems)
     for row in report.results:
         test_id = row.test.test_id
         if row.test.part == "grader":

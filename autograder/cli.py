@@ -298,17 +298,21 @@ def _merge(args) -> int:
 
 
 def _plots(args) -> int:
-    from .p6.plots import PlotError, make_plots
-    from .rubric import RubricError, data_files
+    from .registry import HookError
+    from .rubric import RubricError, data_files, rubric_problems
     _check_model(args.model)
     _check_device(args.device)
     if args.submission is not None and not args.submission.is_dir():
         raise UsageError(f"--submission {args.submission}: no such folder")
+    written = []
     try:
-        written = make_plots(submission=args.submission, model=args.model or os.environ.get("AUTOGRADER_MODEL"),
-                             device=args.device, out=args.out, data_files=data_files(args.rubric),
-                             say=lambda line: print(line, file=sys.stderr))
-    except (PlotError, RubricError) as error:
+        for problem in rubric_problems(args.rubric):  # each problem with figures of its own (P6's histograms)
+            if problem.plots is not None:
+                written += problem.plots(submission=args.submission,
+                                         model=args.model or os.environ.get("AUTOGRADER_MODEL"), device=args.device,
+                                         out=args.out, data_files=data_files(args.rubric),
+                                         say=lambda line: print(line, file=sys.stderr))
+    except (HookError, RubricError) as error:
         print(f"plots: {error}", file=sys.stderr)
         return 1
     print("\n".join(f"wrote {path}" for path in written))
@@ -330,23 +334,25 @@ def _prepare_sandbox() -> int:
 
 def _prepare_model(args) -> int:
     from . import models
-    from .p6.reference import prepare as prepare_reference
+    from .rubric import data_files, load_rubric, rubric_problems
     if args.model is None and args.device == "cpu":
         print(models.prepare(want_gpt2=not args.no_gpt2))
-        print(prepare_reference(rubric=args.rubric))
+        for problem in rubric_problems(args.rubric):  # P6's reference outputs for the default model
+            if problem.prepare_default is not None:
+                print(problem.prepare_default(rubric=args.rubric))
         return 0
-    # batch: the reference outputs and the model tests' time limits (the calibration) for the
-    # model and device it grades with, once, before parallel gradings would each wait for them
+    # batch: what the model problems prepare (P6's reference outputs) and the model tests' time
+    # limits (the calibration) for the model and device it grades with, once, before parallel
+    # gradings would each wait for them
     _check_model(args.model)
     from . import calibration
-    from .p6.reference import reference_outputs
-    from .rubric import data_files, load_rubric
     spec = args.model or models.default_model_spec()
-    model_dir, files = models.resolve_model(spec), data_files(args.rubric)
-    outputs = reference_outputs(model_dir, device=args.device, files=files)
-    _, notes = calibration.reference_seconds(load_rubric(args.rubric), model_dir=model_dir, device=args.device,
-                                             files=files)
-    print("\n".join([*notes, f"P6 reference outputs and time limits for {spec} on {args.device}: {outputs.path}"]))
+    model_dir, files, tests = models.resolve_model(spec), data_files(args.rubric), load_rubric(args.rubric)
+    known = rubric_problems(args.rubric)
+    cache = calibration.prepared_cache(tests, model_dir=model_dir, device=args.device, files=files, problems=known)
+    _, notes = calibration.reference_seconds(tests, model_dir=model_dir, device=args.device, files=files,
+                                             problems=known)
+    print("\n".join([*notes, f"Reference outputs and time limits for {spec} on {args.device}: {cache}"]))
     return 0
 
 

@@ -23,7 +23,7 @@ from statistics import NormalDist
 import numpy as np
 
 from .child.codec import TensorValue, describe
-from .sandbox import StudentCodeError
+from .processes import StudentCodeError
 
 _INT_TYPES = (np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64)
 
@@ -59,6 +59,28 @@ def expect_exact_int(value, expected: int, *, call: str, hint: str = "", instanc
                                    expected=f"the int {expected}", hint=hint, instance=instance))
     if int(value) != expected:
         raise CheckFailed(feedback(call=call, got=f"{int(value)}", expected=f"{expected}", hint=hint, instance=instance))
+
+
+def check_each(items, judge, *, count_errors: bool = False) -> int:
+    """Judge every item and report the first failures: ``judge(item)`` raises CheckFailed for a
+    wrong answer (or StudentCodeError when the student's call failed). When any answer is wrong,
+    raises CheckFailed "N of M answers wrong. The first:" and the first one's feedback. A failed
+    call is raised at once, unless ``count_errors`` and an earlier answer was already wrong (that
+    one says more; the failed call is counted with its own feedback). Returns M."""
+    failures, total = [], 0
+    for item in items:
+        total += 1
+        try:
+            judge(item)
+        except CheckFailed as error:
+            failures.append(str(error))
+        except StudentCodeError as error:
+            if not (count_errors and failures):
+                raise
+            failures.append(error.feedback())
+    if failures:
+        raise CheckFailed(f"{len(failures)} of {total} answers wrong. The first:\n{failures[0]}")
+    return total
 
 
 def map_calls(student, module: str, function: str, calls: list, *, shown: list[str], expected: str,

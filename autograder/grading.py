@@ -3,7 +3,7 @@
 Checks live in ``autograder/checks/test_*.py`` as ordinary pytest tests marked with the rubric
 id they score: ``@pytest.mark.graded("p3a_public")``. The plugin gives them fixtures:
 
-- ``student``: a fresh ``StudentProcess`` for this test (the only way to run student code),
+- ``student``: a fresh ``ChildProcess`` for this test (the only way to run student code),
   with the test's rubric timeout as its wall-clock budget;
 - ``rng``: a numpy Generator seeded from the run's seed and the test id, so each test's random
   instances are reproducible with ``--seed`` and do not depend on which other tests ran;
@@ -33,7 +33,7 @@ import pytest
 from .compare import CheckFailed
 from .results import TestResult
 from .rubric import GradedTest
-from .sandbox import Sandbox, StudentCodeError, StudentProcess
+from .sandbox import Sandbox, StudentCodeError, ChildProcess
 
 RESERVE_FACTOR = 3.0     # times the reference's time kept back for each later test (see _reserve)
 RESERVE_DEFAULT_S = 5.0  # kept back for a later test whose reference time was not measured
@@ -102,7 +102,7 @@ class CleanProcess:
     so its answers can be trusted. Only ``harness`` is offered; the harnesses run here must not
     call submission code (P6's clean harnesses also refuse to run where any was imported)."""
 
-    def __init__(self, process: StudentProcess):
+    def __init__(self, process: ChildProcess):
         self._process = process
 
     def harness(self, name: str, **kwargs):
@@ -138,6 +138,7 @@ class GradingPlugin:
         self.left_out = set(left_out)
         self.results: dict[str, TestResult] = {}
         self.problems: list[str] = []  # grader configuration problems found at collection
+        self.diagnostics: list[str] = []  # the grader's own tracebacks, for the staff only (a hidden row)
         self.deadline = None if time_budget_s is None else time.monotonic() + time_budget_s
         self.run_order: list[GradedTest] = []  # the tests to run, in order (set at collection)
         self.time_budget_s = time_budget_s
@@ -182,7 +183,8 @@ class GradingPlugin:
 
     def pytest_collectreport(self, report):
         if report.failed:
-            self.problems.append(f"{report.nodeid}: could not be loaded: {str(report.longrepr)[-800:]}")
+            self.problems.append(f"{report.nodeid}: could not be loaded (the staff diagnostics say why)")
+            self.diagnostics.append(f"{report.nodeid} could not be loaded:\n{report.longrepr}")
 
     # -- fixtures --------------------------------------------------------------------------
     @pytest.fixture
@@ -273,15 +275,16 @@ class GradingPlugin:
             text = "\n".join(outcome.notes) or "Correct."
             result = TestResult(test, round(test.weight * fraction, 6), fraction == 1.0, text)
         else:
-            text, fault = self._failure_text(call.excinfo, outcome)
+            text, fault = self._failure_text(call.excinfo, outcome, test)
             result = TestResult(test, 0.0, False, text, grader_fault=fault)
         self.results[test.test_id] = result
         if self.on_result is not None:
             self.on_result(result)
         return report
 
-    def _failure_text(self, excinfo, outcome: Outcome) -> tuple[str, bool]:
-        """The feedback for a failed check, and whether the grader (not the student) is to blame."""
+    def _failure_text(self, excinfo, outcome: Outcome, test: GradedTest) -> tuple[str, bool]:
+        """The feedback for a failed check, and whether the grader (not the student) is to blame.
+        A grader fault gets a plain sentence; its traceback goes to ``diagnostics`` (staff only)."""
         if excinfo is None:
             return "The check did not run.", True
         error, fault = excinfo.value, False
@@ -293,10 +296,13 @@ class GradingPlugin:
                 text = "\n".join([text, *(hint for name, hint in self.hints.items() if f"submission/{name} " in text)])
         elif isinstance(error, pytest.skip.Exception):
             text = f"Not graded here: {error.msg}"
-        else:  # a bug in the grader, not in the submission: say so plainly
-            detail = error.message if isinstance(error, StudentCodeError) else \
-                "".join(traceback.format_exception_only(type(error), error)).strip()
-            text = f"Internal grader error (not a fault of your submission; please tell the course staff): {detail}"
+        else:  # a bug in the grader, not in the submission: say so plainly; the details are the staff's
+            detail = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+            if isinstance(error, StudentCodeError):  # the clean side of a child failed: its own traceback
+                detail = f"{error.message}\n{error.traceback}\n{detail}"
+            self.diagnostics.append(f"{test.test_id}: internal grader error\n{detail}")
+            text = ("Internal grader error (not a fault of your submission; please tell the course staff, who "
+                    "can see what went wrong).")
             fault = True
         return "\n".join([*outcome.notes, text]), fault
 

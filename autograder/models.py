@@ -13,6 +13,8 @@ transformers is imported lazily inside the functions that need it (it costs ~3 s
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -422,3 +424,31 @@ def prepare(*, want_gpt2: bool) -> str:
         return f"default model: gpt2 (GPT-2 small, {root / GPT2})"
     line = f"default model: tiny (a small random GPT-2 for testing the grader, {tiny})"
     return f"{line}; GPT-2 small not available: {why_not}" if why_not else line
+
+
+# -- cache files (reference outputs, time limits): private, locked while built, written atomically --
+@contextlib.contextmanager
+def cache_lock(path: Path):
+    """An exclusive lock for building the cache file ``path`` (its folder made private first)."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(path.parent, 0o700)  # the sandbox's user must not read the reference's answers
+    with open(path.parent / f".{path.stem}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def write_cache(path: Path, data: dict) -> None:
+    """Write ``data`` as JSON to ``path`` atomically, readable by the grader's user only."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            json.dump(data, out, allow_nan=False, separators=(",", ":"))
+        os.chmod(temporary, 0o600)  # the grader's user only: student code must not read the answers
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)

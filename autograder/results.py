@@ -18,6 +18,8 @@ from pathlib import Path
 from .rubric import GradedTest
 
 OUTPUT_LIMIT = 8192        # characters of feedback per test
+DIAGNOSTICS_LIMIT = 65536  # characters of the staff's diagnostics row
+DIAGNOSTICS_NAME = "[staff] grader diagnostics: tracebacks and pytest's log (hidden from students)"
 RESULTS_LIMIT = 1 << 20    # bytes of the whole results.json
 GRADER_ROW = GradedTest(test_id="grader_error", part="grader", name="the autograder could not grade this submission",
                         weight=0.0, visibility="visible", timeout=0.0, number="0.0", extra_credit=False)
@@ -80,6 +82,9 @@ class GradingReport:
     model, its address space): for timing reports, never shown to students."""
     status: str = "graded"
     not_run: list[GradedTest] = field(default_factory=list)
+    diagnostics: str = ""
+    """The grader's own tracebacks and pytest's log when something went wrong on the grader's
+    side: results.json carries them in a hidden row worth 0 of 0 points (staff only)."""
 
     @property
     def score(self) -> float:
@@ -134,6 +139,10 @@ def results_json(report: GradingReport) -> dict:
         },
         "tests": tests,
     }
+    if report.diagnostics:  # for the staff: hidden from students, 0 of 0 points, so never in the total
+        tests.append({"name": DIAGNOSTICS_NAME, "number": "0.0", "score": 0.0, "max_score": 0.0, "status": "failed",
+                      "output": _clip(report.diagnostics, DIAGNOSTICS_LIMIT), "output_format": "text",
+                      "visibility": "hidden", "tags": ["grader"]})
     per_test = OUTPUT_LIMIT
     while len(json.dumps(data)) > RESULTS_LIMIT and per_test > 200:  # many long outputs: shorten all
         per_test //= 2

@@ -6,7 +6,9 @@ error names the file and the key that is wrong, e.g.
 ``rubric.yaml: tests.p3a_public.weight: 'one' is not of type 'number'``.
 
 An optional ``data:`` section names the course's data files P6 uses (``data_files``; the
-folder in ``AUTOGRADER_DATA_DIR`` overrides it).
+folder in ``AUTOGRADER_DATA_DIR`` overrides it); an optional ``problems:`` section adds problem
+folders kept outside ``autograder/problems`` (``rubric_problems``; see registry.py). Every
+test's part must be declared by a problem.
 
 Field names follow gradescope-utils' decorators, whose attributes Gradescope's results use:
 ``weight`` (the points, results' ``max_score``), ``visibility``, ``number``, ``tags``.
@@ -21,9 +23,11 @@ from pathlib import Path
 import jsonschema
 import yaml
 
+from .registry import Problem, RegistryError, problem_of, problems
+
 DEFAULT_RUBRIC = Path(__file__).with_name("rubric.yaml")
 VISIBILITIES = ("visible", "hidden", "after_due_date", "after_published")
-PART_PATTERN = r"^p[1-6][a-h]?$"
+PART_PATTERN = r"^p[0-9]+[a-z]?$"  # a problem's name, or it and a letter (the registry says which exist)
 DATA_NAMES = ("random", "shakespeare", "neurips", "snippets")  # the course's data files, by stem
 DATA_DIR_ENV = "AUTOGRADER_DATA_DIR"
 
@@ -68,11 +72,18 @@ SCHEMA = {
                            "overrides them.",
             "properties": {name: {"type": "string", "minLength": 1} for name in DATA_NAMES},
         },
+        "problems": {
+            "type": "array",
+            "items": {"type": "string", "minLength": 1},
+            "description": "Problem folders beyond autograder/problems (paths relative to the rubric file, or "
+                           "absolute): each holds a problem's declaration, checks and harnesses "
+                           "(autograder/registry.py).",
+        },
         "tests": {
             "type": "object",
             "minProperties": 1,
-            "description": "Graded tests by id; the id is the one a check in autograder/checks names.",
-            "propertyNames": {"pattern": r"^p[1-6][a-h]?_[a-z0-9_]+$"},
+            "description": "Graded tests by id; the id is the one a check of the part's problem names.",
+            "propertyNames": {"pattern": r"^p[0-9]+[a-z]?_[a-z0-9_]+$"},
             "additionalProperties": {
                 "type": "object",
                 "additionalProperties": False,
@@ -96,8 +107,6 @@ SCHEMA = {
     },
 }
 
-
-MODEL_PARTS = frozenset({"p6c", "p6d", "p6e", "p6f", "p6h"})  # parts whose checks run the model
 
 
 @dataclass(frozen=True)
@@ -135,6 +144,8 @@ class GradedTest:
     extra_credit: whether the points come on top of the assignment's total.
     timeout_from_reference: whether ``timeout`` is to be derived from the reference's measured
         time (a model test without a timeout of its own; see ``RubricSettings``).
+    needs_model: whether its check runs the model (its part is one of its problem's
+        ``model_parts``).
     """
 
     test_id: str
@@ -146,10 +157,7 @@ class GradedTest:
     number: str
     extra_credit: bool
     timeout_from_reference: bool = False
-
-    @property
-    def needs_model(self) -> bool:
-        return self.part in MODEL_PARTS
+    needs_model: bool = False
 
     @property
     def label(self) -> str:
@@ -204,6 +212,7 @@ def load_rubric(path: Path | str = DEFAULT_RUBRIC) -> list[GradedTest]:
     path = Path(path)
     data = _load(path)
     settings = rubric_settings(path)
+    known = rubric_problems(path)
     defaults = {"visibility": "visible", "timeout": 30, **(data.get("defaults") or {})}
     tests, positions = [], {}
     for test_id, entry in data["tests"].items():
@@ -211,16 +220,32 @@ def load_rubric(path: Path | str = DEFAULT_RUBRIC) -> list[GradedTest]:
         if not test_id.startswith(part + "_"):
             raise RubricError(f"{path.name}: tests.{test_id}.part: {part!r} does not match the id's prefix "
                               f"(ids are <part>_<what>, e.g. {part}_public)")
+        problem = problem_of(part, known)
+        if problem is None:
+            raise RubricError(f"{path.name}: tests.{test_id}.part: no problem declares part {part!r} (parts: "
+                              f"{', '.join(p for q in known for p in q.parts)}; autograder/registry.py)")
         positions[part] = positions.get(part, 0) + 1
         test = GradedTest(
             test_id=test_id, part=part, name=entry["name"], weight=float(entry["weight"]),
             visibility=entry.get("visibility", defaults["visibility"]),
             timeout=float(entry.get("timeout", defaults["timeout"])),
-            number=f"{_part_number(part)}.{positions[part]}", extra_credit=bool(entry.get("extra_credit", False)))
+            number=f"{_part_number(part)}.{positions[part]}", extra_credit=bool(entry.get("extra_credit", False)),
+            needs_model=part in problem.model_parts)
         if test.needs_model and "timeout" not in entry:
             test = replace(test, timeout=settings.model_timeout_minimum_s, timeout_from_reference=True)
         tests.append(test)
     return tests
+
+
+def rubric_problems(path: Path | str = DEFAULT_RUBRIC) -> tuple[Problem, ...]:
+    """The problems a grading with this rubric knows: the built-in ones and the rubric's own
+    ``problems:`` folders. Raises RubricError naming the key for a folder that is not a problem."""
+    path = Path(path)
+    folders = [(path.parent / f) if not Path(f).is_absolute() else Path(f) for f in _load(path).get("problems") or []]
+    try:
+        return problems(folders)
+    except RegistryError as error:
+        raise RubricError(f"{path.name}: problems: {error}") from None
 
 
 def data_files(path: Path | str = DEFAULT_RUBRIC, *, environ=None) -> dict[str, Path]:

@@ -26,14 +26,14 @@ import pytest
 from . import calibration
 from .grading import GradingPlugin
 from .results import GradingReport, failure_report, reserve_results, write_results
-from .rubric import DEFAULT_RUBRIC, GradedTest, RubricError, RubricSettings, data_files, load_rubric, rubric_settings
+from .registry import REPO_ROOT, Problem, builtin_problems
+from .rubric import (DEFAULT_RUBRIC, GradedTest, RubricError, RubricSettings, data_files, load_rubric, rubric_problems,
+                     rubric_settings)
 from .sandbox import Sandbox
 from .uploads import (SubmissionError, did_you_mean, links_note, locate_submission, misnamed_files, read_upload_file,
                       submission_files, upload_notes)
 
-CHECKS_DIR = Path(__file__).with_name("checks")
 FILES_SHOWN = 20  # files of the upload named in the report (results.json stays small whatever the upload)
-REPO_ROOT = Path(__file__).resolve().parents[1]
 # Folders the child's user must not read: the grader, the reference, the project's tests.
 TRUSTED_FOLDERS = (REPO_ROOT / "autograder", REPO_ROOT / "reference", REPO_ROOT / "tests")
 
@@ -96,7 +96,7 @@ def _exposed(paths, sandbox: Sandbox) -> list[str]:
 
 def grade(upload: Path | str, *, model: str | None = None, device: str = "cpu", seed: int | None = None,
           rubric: Path | str = DEFAULT_RUBRIC, results_path: Path | str | None = None,
-          checks_dir: Path = CHECKS_DIR, parts: list[str] | None = None, include_hidden: bool = True,
+          checks_dir: Path | None = None, parts: list[str] | None = None, include_hidden: bool = True,
           on_result=None) -> GradingReport:
     """Grade the submission in ``upload`` and return the report; write results.json if asked.
 
@@ -117,26 +117,29 @@ def grade(upload: Path | str, *, model: str | None = None, device: str = "cpu", 
     try:
         tests, not_run = select_tests(load_rubric(rubric), parts, include_hidden=include_hidden)
         settings = rubric_settings(rubric)
+        known = rubric_problems(rubric)
         seed = submission_seed(upload) if seed is None else seed
-        model_dir, model_text, device, no_model = _model_or_reason(tests, model, device)
+        model_dir, model_text, device, no_model = _model_or_reason(tests, known, model, device)
+        extra = [p.folder for p in known if p not in builtin_problems()]
         report = grade_tests(upload, tests=tests, model_dir=model_dir, device=device, seed=seed,
                              files=data_files(rubric), time_budget_s=settings.time_budget_s, settings=settings,
-                             checks_dir=checks_dir, guarded=[Path(rubric).resolve()], on_result=on_result,
+                             checks_dir=checks_dir, problems=known, guarded=[Path(rubric).resolve(), *extra],
+                             on_result=on_result,
                              left_out={t.test_id for t in not_run},
                              not_graded={t.test_id: no_model for t in tests if no_model and t.needs_model})
         if model_text:
             report.model = model_text
             report.notes.insert(2, f"Model: {model_text} on {device}")
         if no_model:
-            report.notes.append(f"P6's model tests not graded: {no_model}")
+            report.notes.append(f"{_model_problems(tests, known)}'s model tests not graded: {no_model}")
     except SubmissionError as error:
         report = failure_report(tests, str(error), status="rejected")
     except RubricError as error:
         report = failure_report(tests, str(error))
     except Exception as error:  # the grader's own failure: still a complete, valid report
-        detail = "".join(traceback.format_exception(type(error), error, error.__traceback__, limit=-3))
-        report = failure_report(tests, f"Internal grader error (not a fault of your submission): "
-                                       f"{type(error).__name__}: {error}\n{detail}")
+        report = failure_report(tests, "Internal grader error (not a fault of your submission; please tell the "
+                                       "course staff, who can see what went wrong).")
+        report.diagnostics = "".join(traceback.format_exception(type(error), error, error.__traceback__))
     except BaseException:  # interrupted: nothing is written, the reserved space is given back
         if reserved is not None:
             reserved.unlink(missing_ok=True)
@@ -150,7 +153,12 @@ def grade(upload: Path | str, *, model: str | None = None, device: str = "cpu", 
     return report
 
 
-def _model_or_reason(tests, model, device) -> tuple[Path | None, str, str, str | None]:
+def _model_problems(tests, known) -> str:
+    """The problems whose tests among ``tests`` run the model, as students name them ("P6")."""
+    return ", ".join(p.name.upper() for p in known if any(t.needs_model and t.part in p.parts for t in tests))
+
+
+def _model_or_reason(tests, known, model, device) -> tuple[Path | None, str, str, str | None]:
     """(model folder, description, device, None) when a test needs the model, or (None, "",
     device, why not) when the grader cannot provide it: those tests' rows then say why and the
     others are graded as usual."""
@@ -159,18 +167,22 @@ def _model_or_reason(tests, model, device) -> tuple[Path | None, str, str, str |
     try:
         return (*_resolve_model(model, device), None)
     except Exception as error:  # ModelUnavailableError, a broken checkpoint: the grader's problem
-        return None, "", device, (f"the grader could not prepare the model for P6 (not a fault of your "
+        return None, "", device, (f"the grader could not prepare the model for {_model_problems(tests, known)} "
+                                  f"(not a fault of your "
                                   f"submission; please tell the course staff): {error}")
 
 
 def grade_tests(upload: Path, *, tests: list[GradedTest], model_dir: Path | None, device: str, seed: int,
                 files: dict, time_budget_s: float | None, settings: RubricSettings | None = None,
-                checks_dir: Path = CHECKS_DIR, guarded=(), on_result=None, left_out=frozenset(),
-                not_graded: dict | None = None) -> GradingReport:
+                checks_dir: Path | None = None, problems: tuple[Problem, ...] | None = None, guarded=(),
+                on_result=None, left_out=frozenset(), not_graded: dict | None = None) -> GradingReport:
     """Grade ``upload`` on ``tests`` (rubric entries) with a resolved model folder and seed.
 
     settings: the rubric's settings, to derive model tests' limits from the reference's
     measured time (calibration.py); None keeps every test's own limit (the calibration itself).
+    problems: the registry's problems the rubric knows (None: the built-in ones); pytest runs the
+    checks of those with a test in ``tests``, and the child gets their harnesses.
+    checks_dir: a folder of checks to run instead (the project's tests use it).
     guarded: files besides the grader's folders the sandbox's user must not read (the rubric):
     where children see the host's files (no namespaces), the report warns about those that
     permissions leave readable (prepare-sandbox, run by setup.sh as root, protects them).
@@ -178,20 +190,27 @@ def grade_tests(upload: Path, *, tests: list[GradedTest], model_dir: Path | None
     Raises GradingInterrupted when interrupted (pytest reports it as an exit code).
     """
     notes, reference_seconds = [], {}
+    problems = builtin_problems() if problems is None else problems
     if settings is not None and model_dir is not None:
         reference_seconds, notes = calibration.reference_seconds(tests, model_dir=model_dir, device=device,
-                                                                 files=files)
+                                                                 files=files, problems=problems)
         tests = calibration.with_limits(tests, reference_seconds, factor=settings.model_timeout_factor,
                                         minimum=settings.model_timeout_minimum_s)
-    with Sandbox(upload, model_dir=model_dir, device=device) as sandbox:
+    parts = {t.part for t in tests}
+    targets = [checks_dir] if checks_dir is not None else [p.folder for p in problems if parts & set(p.parts)]
+    with Sandbox(upload, model_dir=model_dir, device=device, problems=problems) as sandbox:
+        if not targets:  # no test to run: pytest must not collect its working directory instead
+            targets = [sandbox.root / "no-checks"]
+            targets[0].mkdir()
         source, _ = locate_submission(upload)
         hints = {name: did_you_mean(name, found) for name, found in misnamed_files(source).items()}
         plugin = GradingPlugin(tests=tests, sandbox=sandbox, seed=seed, data_files=files,
                                reference_seconds=reference_seconds, time_budget_s=time_budget_s,
                                not_graded=not_graded, hints=hints, on_result=on_result, left_out=left_out)
         # --capture=sys: pytest must not take over file descriptor 1, where live rows are printed
-        args = [str(checks_dir), "-p", "no:cacheprovider", "-p", "no:randomly", "--import-mode=importlib",
-                "-q", "--no-header", "-o", "console_output_style=classic", "--rootdir", str(checks_dir),
+        args = [*map(str, targets), "-p", "no:cacheprovider", "-p", "no:randomly", "--import-mode=importlib",
+                "-q", "--no-header", "-o", "console_output_style=classic",
+                "--rootdir", os.path.commonpath([str(p) for p in targets]),
                 "--capture=sys", "-c", os.devnull]
         log = io.StringIO()
         with contextlib.redirect_stdout(log):  # pytest's own report is for debugging only
@@ -205,11 +224,14 @@ def grade_tests(upload: Path, *, tests: list[GradedTest], model_dir: Path | None
                  *links_note(sandbox.ignored), *notes]
         if plugin.problems:
             notes.append("Grader configuration problems: " + "; ".join(plugin.problems))
-        exposed = _exposed([*TRUSTED_FOLDERS, checks_dir, *guarded, *files.values()], sandbox)
+        exposed = _exposed([*TRUSTED_FOLDERS, *targets, *guarded, *files.values()], sandbox)
         if exposed:
             notes.append(f"Warning: student code could read {', '.join(exposed)} (this system gives it no private "
                          f"filesystem): run `python -m autograder prepare-sandbox` as root")
         rows = plugin.rows()
         status = "grader_error" if any(r.grader_fault for r in rows) else "graded"
+        diagnostics = "\n\n".join(plugin.diagnostics)
+        if diagnostics:
+            diagnostics += f"\n\npytest's log:\n{log.getvalue()[-20000:]}"
         return GradingReport(results=rows, seed=seed, device=device, notes=notes, status=status,
-                             launcher=sandbox.launcher_report)
+                             launcher=sandbox.launcher_report, diagnostics=diagnostics)

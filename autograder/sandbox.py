@@ -4,7 +4,7 @@ The grader's process never imports a submission. ``Sandbox`` makes a private wor
 the submission (only its ``.py`` files, inside a ``submission`` package) next to a copy of
 ``autograder/child`` (the child's runtime), and starts the run's fork server (``Launcher``,
 ``child/launcher.py``): one ``python -I`` that imports numpy and, when the run grades with a
-model, torch and the model's mapped weights, once. ``StudentProcess`` has it fork one fresh
+model, torch and the model's mapped weights, once. ``ChildProcess`` (processes.py) has it fork one fresh
 child per graded test, sends the child requests and reads back ``codec`` lines. A timeout, a
 crash or an exception in student code becomes a ``StudentCodeError`` whose message a student can
 act on; the next test gets a fresh child.
@@ -23,7 +23,6 @@ import os
 import secrets
 import select
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -33,47 +32,19 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from . import isolation
-from .child import codec
 from .isolation import Identity, Limits
+from .registry import builtin_problems
+from .processes import CHILD_ERROR_KINDS, ChildProcess, Reply, StudentCodeError  # noqa: F401 (re-exported)
 from .uploads import EXPECTED_FILES, SubmissionError, locate_submission  # noqa: F401 (re-exported)
 from .uploads import read_upload_file, submission_files
 
-CHILD_PACKAGE = "_agchild"  # the name autograder/child is copied under, next to the submission
-OUTPUT_LIMIT = 4096        # bytes of a child's stdout/stderr kept for feedback
-RESPONSE_LIMIT = 256 << 20  # bytes of one response line
+RUNTIME_PACKAGE = "_autograder"  # autograder/child is copied as _autograder.child, problems' harnesses beside it
+CHILD_PACKAGE = f"{RUNTIME_PACKAGE}.child"
 SUBMISSION_FILE_LIMIT = 200
 SUBMISSION_BYTES_LIMIT = 5 << 20
 _LAUNCHER_BOOT = (f"import sys; sys.path.append(sys.argv[1]); from {CHILD_PACKAGE}.launcher import main; "
                   f"main(sys.argv[2:])")
 LAUNCHER_START_LIMIT_S = 600.0  # importing torch and mapping the model; minutes only on a cold, busy machine
-
-
-# What a child may report (child/main.py); "internal" is believed only from a clean child.
-CHILD_ERROR_KINDS = frozenset({"missing_file", "import", "missing_function", "exception", "bad_return",
-                               "bad_request", "internal"})
-
-
-class StudentCodeError(Exception):
-    """Student code failed in a way that fails the current check.
-
-    kind: timeout, crash, missing_file, import, missing_function, exception, bad_return,
-        protocol, or internal (a fault on the grader's side of the child, not the student's).
-    """
-
-    def __init__(self, kind: str, message: str, *, traceback: str = "", output: str = ""):
-        super().__init__(message)
-        self.kind = kind
-        self.message = message
-        self.traceback = traceback
-        self.output = output
-
-    def feedback(self) -> str:
-        parts = [self.message]
-        if self.traceback:
-            parts.append("Traceback (your files only):\n" + self.traceback.rstrip())
-        if self.output:
-            parts.append("Your code printed:\n" + self.output.rstrip())
-        return "\n\n".join(parts)
 
 
 def copy_submission(source: Path, dest: Path) -> tuple[list[str], list[str]]:
@@ -93,6 +64,28 @@ def copy_submission(source: Path, dest: Path) -> tuple[list[str], list[str]]:
     for folder in {dest} | {(dest / c).parent for c in files}:
         (folder / "__init__.py").touch(exist_ok=True)
     return [p.as_posix() for p in files], ignored
+
+
+def copy_runtime(runtime_root: Path, problems) -> list[str]:
+    """Copy the child runtime (autograder/child) to ``runtime_root/_autograder/child`` and each
+    problem's child-side modules to ``runtime_root/_autograder/problems/<name>/`` (the layout
+    their relative imports expect: nothing else of the grader's side). Returns their module
+    names, for the fork server to import."""
+    package = runtime_root / RUNTIME_PACKAGE
+    shutil.copytree(Path(__file__).parent / "child", package / "child", ignore=shutil.ignore_patterns("__pycache__"))
+    for folder in (package, package / "problems"):
+        folder.mkdir(exist_ok=True)
+        (folder / "__init__.py").touch()
+    modules = []
+    for problem in problems:
+        if not problem.harness_modules:
+            continue
+        (package / "problems" / problem.name).mkdir()
+        (package / "problems" / problem.name / "__init__.py").touch()
+        for name, file in problem.harness_files().items():
+            shutil.copyfile(file, package / "problems" / problem.name / f"{name}.py")
+            modules.append(f"{RUNTIME_PACKAGE}.problems.{problem.name}.{name}")
+    return modules
 
 
 THREADS_ENV = "AUTOGRADER_TORCH_THREADS"
@@ -124,9 +117,11 @@ class Launcher:
     """
 
     def __init__(self, *, runtime_root: Path, work_root: Path, model_dir: Path | None, device: str, log_path: Path,
-                 private_root: Path | None):
+                 private_root: Path | None, harness_modules: list[str] = ()):
         """private_root: an empty folder in which the launcher builds the children's private
-        filesystem (None: children see the host's, as the grader's user allows)."""
+        filesystem (None: children see the host's, as the grader's user allows).
+        harness_modules: the problems' child-side modules (``_autograder.problems.p4.child``), which
+        the launcher imports before it forks any child."""
         self.log_path = log_path
         self.ready: dict | None = None
         self._started = time.monotonic()
@@ -136,6 +131,7 @@ class Launcher:
         system = [p for p in ("/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
                   if os.path.isdir(p) and not os.path.islink(p)]
         config = {"model_dir": str(model_dir or ""), "threads": torch_threads(), "private_root": str(private_root or ""),
+                  "harness_modules": list(harness_modules),
                   "read_only": [*system, sys.prefix, sys.base_prefix, os.path.dirname(os.path.realpath(sys.executable)),
                                 str(runtime_root), str(work_root), *([str(model_dir)] if model_dir else [])],
                   "devices": devices}
@@ -211,71 +207,22 @@ class Launcher:
             self.proc.wait()
 
 
-class ForkedChild:
-    """A child forked by the launcher and reparented to this process: its pid, and waiting for
-    it as for a subprocess (returncode: the exit status, or -signal).
-
-    namespace_init: the child is the init of a PID namespace, which exits with 128 + n when its
-    worker died of signal n (an init cannot die of its own signal).
-    """
-
-    def __init__(self, pid: int, *, namespace_init: bool = False):
-        self.pid = pid
-        self.namespace_init = namespace_init
-        self.returncode: int | None = None
-
-    def poll(self) -> int | None:
-        if self.returncode is None:
-            try:
-                pid, status = os.waitpid(self.pid, os.WNOHANG)
-            except ChildProcessError:  # not ours (no subreaper): it is gone once kill(pid, 0) fails
-                try:
-                    os.kill(self.pid, 0)
-                    return None
-                except ProcessLookupError:
-                    self.returncode = -signal.SIGKILL
-                    return self.returncode
-            if pid == 0:
-                return None
-            self._record(status)
-        return self.returncode
-
-    def _record(self, status: int) -> None:
-        code = os.waitstatus_to_exitcode(status)
-        self.returncode = 128 - code if self.namespace_init and 128 < code < 128 + signal.NSIG else code
-
-    def wait(self, timeout: float | None = None) -> int:
-        if timeout is None and self.returncode is None:
-            try:  # blocking: it has been killed, or is about to exit
-                _, status = os.waitpid(self.pid, 0)
-                self._record(status)
-                return self.returncode
-            except ChildProcessError:
-                pass  # not ours: poll below
-        deadline = None if timeout is None else time.monotonic() + timeout
-        delay = 0.001
-        while self.poll() is None:
-            if deadline is not None and time.monotonic() > deadline:
-                raise subprocess.TimeoutExpired(str(self.pid), timeout)
-            time.sleep(delay)
-            delay = min(delay * 2, 0.05)
-        return self.returncode
-
-
 @dataclass
 class Sandbox:
     """A private working copy of one submission and the child runtime, for one grading run.
 
     upload: the folder the student's files came in.
-    model_dir: the prepared model folder children load for P6 (None: no model).
+    model_dir: the prepared model folder children load (None: no model).
     device: torch device string children use ("cpu", "cuda").
     limits: resource limits of each child.
+    problems: the registry's problems whose harnesses children get (None: the built-in ones).
     """
 
     upload: Path
     model_dir: Path | None = None
     device: str = "cpu"
     limits: Limits = field(default_factory=Limits)
+    problems: tuple | None = None
     root: Path = field(init=False)
     work_root: Path = field(init=False)
     runtime_root: Path = field(init=False)
@@ -289,6 +236,7 @@ class Sandbox:
     _light: Launcher | None = field(init=False, default=None)  # the fork server without torch
     _children: int = field(init=False, default=0)
     _released: bool = field(init=False, default=False)
+    harness_modules: list = field(init=False, default_factory=list)
     _live: set = field(init=False, default_factory=set)  # children not yet closed
 
     def __post_init__(self):
@@ -307,8 +255,8 @@ class Sandbox:
             self.work_root = self.root / "work"
             self.files, self.ignored = copy_submission(source, self.work_root / "submission")
             self.runtime_root = self.root / "runtime"
-            shutil.copytree(Path(__file__).parent / "child", self.runtime_root / CHILD_PACKAGE,
-                            ignore=shutil.ignore_patterns("__pycache__"))
+            self.harness_modules = copy_runtime(self.runtime_root, builtin_problems() if self.problems is None
+                                                else self.problems)
             # Started now: it imports torch and maps the model while tests without the model run
             # on the light fork server (started on first use).
             self.launcher = self._start_launcher(self.model_dir, "")
@@ -322,7 +270,8 @@ class Sandbox:
             private_root = self.root / f"fs{suffix}"
             private_root.mkdir(mode=0o700)
         return Launcher(runtime_root=self.runtime_root, work_root=self.work_root, model_dir=model_dir,
-                        device=self.device, log_path=self.root / f"launcher{suffix}.log", private_root=private_root)
+                        device=self.device, log_path=self.root / f"launcher{suffix}.log", private_root=private_root,
+                        harness_modules=self.harness_modules)
 
     def launcher_for(self, *, model: bool) -> Launcher:
         """The fork server for a child: the run's model launcher (``launcher``) when the child
@@ -339,7 +288,7 @@ class Sandbox:
         return self._light
 
     def process(self, *, time_limit_s: float, label: str, runs_student_code: bool = True,
-                limit_note: str = "", model: bool = True) -> "StudentProcess":
+                limit_note: str = "", model: bool = True) -> "ChildProcess":
         """A new child for one test (started on its first request).
 
         runs_student_code=False: a child for grader harnesses only. It runs as the grader's own
@@ -351,7 +300,7 @@ class Sandbox:
         """
         self._children += 1
         identity = self.identity if runs_student_code else isolation.Identity(None, None, "grader")
-        child = StudentProcess(self, scratch=self.root / f"scratch-{self._children}", time_limit_s=time_limit_s,
+        child = ChildProcess(self, scratch=self.root / f"scratch-{self._children}", time_limit_s=time_limit_s,
                                label=label, identity=identity, limit_note=limit_note,
                                launcher=self.launcher_for(model=model))
         self._live.add(child)
@@ -383,246 +332,3 @@ class Sandbox:
 
     def __exit__(self, *exc):
         self.close()
-
-
-def _peak_rss_mb(pid: int, *, worker: bool) -> float:
-    """A child's peak resident memory in MiB (0 if unknown); with worker, that of the namespace
-    init's child (the worker that ran the code) rather than the init's own."""
-    try:
-        if worker:
-            with open(f"/proc/{pid}/task/{pid}/children") as handle:
-                pid = int(handle.read().split()[0])
-        with open(f"/proc/{pid}/status") as handle:
-            line = next(line for line in handle if line.startswith("VmHWM:"))
-        return int(line.split()[1]) / 1024
-    except (OSError, ValueError, IndexError, StopIteration):
-        return 0.0
-
-
-class StudentProcess:
-    """One child process running student code, with one wall-clock budget for all its calls.
-
-    student_seconds: time the child reports spending inside student code (for timing reports
-    only: like everything the child says, it is not trusted for grading).
-    """
-
-    def __init__(self, sandbox: Sandbox, *, scratch: Path, time_limit_s: float, label: str,
-                 identity: Identity | None = None, limit_note: str = "", launcher: Launcher | None = None):
-        self.sandbox = sandbox
-        self.launcher = launcher or sandbox.launcher
-        self.limit_note = limit_note
-        self.identity = identity or sandbox.identity
-        self.scratch = scratch
-        self.time_limit_s = time_limit_s
-        self.label = label
-        self.log_path = scratch.parent / (scratch.name + ".log")  # the scratch folder is made only if needed
-        self.proc: ForkedChild | None = None
-        self.deadline: float | None = None
-        self.student_seconds = 0.0
-        self.peak_rss_mb = 0.0  # the child's peak resident memory (VmHWM), read when it is closed
-        self._closed = False
-        self._requests: int | None = None
-        self._responses: int | None = None
-        self._buffer = b""
-        self._next_id = 0
-
-    # -- life cycle ------------------------------------------------------------------------
-    def _start(self):
-        box = self.sandbox
-        isolated = self.launcher.isolated
-        if isolated:  # a private, size-limited /tmp (see child/launcher.py)
-            scratch = "/tmp"
-        else:  # a folder of its own on the grader's disk
-            self.scratch.mkdir()
-            isolation.hand_over(self.scratch, self.identity)
-            scratch = str(self.scratch)
-        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": scratch, "TMPDIR": scratch,
-               "LANG": "C.UTF-8", "USER": self.identity.name, "LOGNAME": self.identity.name,
-               isolation.MARKER_VARIABLE: box.marker}
-        for name in ("CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS"):
-            if name in os.environ:
-                env[name] = os.environ[name]
-        limits = box.limits
-        spec = {"env": env, "cwd": scratch, "uid": self.identity.uid, "gid": self.identity.gid,
-                "scratch_mb": limits.scratch_mb,
-                "limits": {"memory_mb": limits.memory_mb, "file_size_mb": limits.file_size_mb,
-                           "open_files": limits.open_files, "processes": limits.processes},
-                "cpu_seconds": int(self.time_limit_s * (os.cpu_count() or 1)) + 10,
-                "work_root": str(box.work_root), "model_dir": str(box.model_dir or ""), "device": box.device}
-        request_read, request_write = os.pipe()
-        response_read, response_write = os.pipe()
-        log_fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            self.proc = ForkedChild(self.launcher.spawn(spec, [request_read, response_write, log_fd]),
-                                    namespace_init=isolated)
-        except BaseException:
-            os.close(request_write)
-            os.close(response_read)
-            raise
-        finally:
-            for fd in (request_read, response_write, log_fd):
-                os.close(fd)
-        os.set_blocking(request_write, False)  # writes wait in select, within the deadline
-        self._requests, self._responses = request_write, response_read
-        self.deadline = time.monotonic() + self.time_limit_s  # the budget starts once the child exists
-
-    def close(self):
-        """Kill the child and every process it started, wherever it went (see isolation.sweep)."""
-        if self.proc is not None and not self._closed:
-            self._closed = True
-            self.peak_rss_mb = _peak_rss_mb(self.proc.pid, worker=self.proc.namespace_init)
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-            self.proc.wait()
-            box = self.sandbox
-            box._live.discard(self)
-            # The whole sandbox user is swept once no other child of this run is alive.
-            siblings = frozenset(c.proc.pid for c in box._live if c.proc is not None and not c._closed)
-            isolation.sweep(root_pid=self.proc.pid, identity=box.identity, marker=box.marker,
-                            whole_user=not siblings, keep=siblings)
-            if not siblings and self.identity is box.identity:
-                isolation.clean_shared_folders(box.identity)  # without a private /tmp, what it left there
-        for name in ("_requests", "_responses"):
-            fd = getattr(self, name)
-            if fd is not None:
-                os.close(fd)
-                setattr(self, name, None)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    # -- requests --------------------------------------------------------------------------
-    def call(self, module: str, function: str, *args, seed: int | None = None, **kwargs):
-        """``submission.<module>.<function>(*args, **kwargs)`` in the child; returns its decoded value."""
-        return self._request({"op": "call", "module": module, "function": function, "args": list(args),
-                              "kwargs": kwargs, "seed": seed}, what=f"{function}()")
-
-    def map(self, module: str, function: str, calls: list, *, seed: int | None = None) -> list:
-        """Many calls in one round trip. ``calls`` is a list of argument tuples; the result is a
-        list, one entry per call, each a value or a StudentCodeError."""
-        request = {"op": "map", "module": module, "function": function,
-                   "calls": [[list(args), {}] for args in calls], "seed": seed}
-        results = self._request(request, what=f"{function}()")
-        if type(results) is not list or len(results) != len(calls):
-            raise StudentCodeError("protocol", f"the child answered {len(calls)} calls of {function}() with a malformed list")
-        return [self._unwrap(item, what=f"{function}()") for item in results]
-
-    def harness(self, name: str, *, seed: int | None = None, **kwargs):
-        """Run the child-side harness ``name`` (see autograder/child/harness.py)."""
-        return self._request({"op": "harness", "name": name, "kwargs": kwargs, "seed": seed}, what=name)
-
-    def output(self) -> str:
-        """What student code printed so far, at most OUTPUT_LIMIT bytes."""
-        try:
-            with open(self.log_path, "rb") as log:
-                data = log.read(OUTPUT_LIMIT + 1)
-        except OSError:
-            return ""
-        text = data[:OUTPUT_LIMIT].decode("utf-8", "replace")
-        return text + ("\n… (output truncated)" if len(data) > OUTPUT_LIMIT else "")
-
-    def _unwrap(self, message, *, what: str):
-        if type(message) is dict and set(message) == {"ok"}:
-            return message["ok"]
-        if type(message) is dict and set(message) == {"error"} and type(message["error"]) is dict:
-            return self._error(message["error"], what=what)
-        raise StudentCodeError("protocol", f"the child sent a malformed answer for {what}")
-
-    def _error(self, info: dict, *, what: str) -> StudentCodeError:
-        """The StudentCodeError a child's error report stands for. Nothing in it is trusted: an
-        unknown kind counts as an exception, and a process that ran student code cannot blame
-        the grader (its "internal" errors are reported as its own, with a word to the staff)."""
-        kind = str(info.get("kind", "exception"))
-        message = str(info.get("message", f"{what} failed"))[:2000]
-        if kind not in CHILD_ERROR_KINDS:
-            kind = "exception"
-        if kind == "internal" and self.identity is self.sandbox.identity:
-            kind, message = "exception", (f"the process running your code failed outside your functions during "
-                                          f"{what}: {message} (if your code looks right, tell the course staff)")
-        return StudentCodeError(kind, message, traceback=str(info.get("traceback", ""))[:8000])
-
-    def _request(self, request: dict, *, what: str):
-        if self.proc is None:
-            self._start()
-        if self._closed:
-            raise StudentCodeError("crash", f"the process running your code is gone; {what} cannot run")
-        self._next_id += 1
-        self._send(codec.encode({"id": self._next_id, **request}), what)
-        line = self._read_line(what)
-        try:
-            message = codec.decode(line)
-        except codec.DecodeError as error:
-            raise StudentCodeError("protocol", f"the answer to {what} could not be read: {error}") from None
-        if type(message) is not dict or message.get("id") != self._next_id:
-            self.close()
-            raise StudentCodeError("protocol", f"the process running your code answered {what} out of turn "
-                                               f"(do not write to file descriptor 3)")
-        del message["id"]
-        spent = message.pop("time", 0.0)
-        if type(spent) is float and 0.0 <= spent < 1e6:
-            self.student_seconds += spent
-        value = self._unwrap(message, what=what)
-        if isinstance(value, StudentCodeError):
-            value.output = self.output()
-            raise value
-        return value
-
-    def _remaining(self, what: str) -> float:
-        remaining = self.deadline - time.monotonic()
-        if remaining <= 0:
-            self.close()
-            why = f"; {self.limit_note}" if self.limit_note else ""
-            raise StudentCodeError("timeout", f"{what} did not finish within the {self.time_limit_s:.3g} s "
-                                              f"this test allows{why} (an infinite loop, or far too slow?)",
-                                   output=self.output())
-        return remaining
-
-    def _send(self, data: bytes, what: str) -> None:
-        """Write a request within the test's deadline: a child that stops reading cannot block
-        the grader."""
-        view = memoryview(data)
-        while view:
-            _, writable, _ = select.select([], [self._requests], [], self._remaining(what))
-            if not writable:
-                continue
-            try:
-                view = view[os.write(self._requests, view[:1 << 16]):]
-            except BlockingIOError:
-                continue
-            except OSError:  # the child is gone (EPIPE)
-                self._raise_exit(what)
-
-    def _read_line(self, what: str) -> bytes:
-        while b"\n" not in self._buffer:
-            ready, _, _ = select.select([self._responses], [], [], self._remaining(what))
-            if not ready:
-                continue
-            chunk = os.read(self._responses, 1 << 20)
-            if not chunk:
-                self._raise_exit(what)
-            self._buffer += chunk
-            if len(self._buffer) > RESPONSE_LIMIT:
-                self.close()
-                raise StudentCodeError("bad_return", f"{what} returned more than {RESPONSE_LIMIT >> 20} MB of data")
-        line, _, self._buffer = self._buffer.partition(b"\n")
-        return line
-
-    def _raise_exit(self, what: str):
-        try:
-            code = self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            code = None
-        self.close()
-        if code is not None and code < 0:
-            name = signal.Signals(-code).name
-            hint = " (the memory or CPU limit?)" if -code in (signal.SIGKILL, signal.SIGXCPU, signal.SIGSEGV) else ""
-            how = f"was killed by {name}{hint}"
-        else:
-            how = f"exited with status {code}"
-        raise StudentCodeError("crash", f"the process running your code {how} during {what}; "
-                                        f"do not call exit() or os._exit() in a submission", output=self.output())

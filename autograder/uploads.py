@@ -23,11 +23,10 @@ import re
 import stat
 from pathlib import Path
 
-# Python files of the problem set: used to recognise loose uploads and misnamed files.
-EXPECTED_FILES = (
-    "p1_mle_kl.py", "p2_gaussian_softmax.py", "p3_param_counts.py", "p4_autoregressive.py",
-    "p5_monte_carlo.py", "p6_gpt2_counts.py", "sample.py", "likelihood.py", "classifier.py",
-)
+from .registry import expected_files
+
+# Python files of the problem set (the registry's problems): to recognise loose uploads and misnamed files.
+EXPECTED_FILES = expected_files()
 # Folders never searched: archive debris, caches, environments.
 SKIPPED_FOLDERS = {"__MACOSX", "__pycache__", ".git", ".venv", "venv", "env", "site-packages", "node_modules",
                    ".ipynb_checkpoints"}

@@ -72,7 +72,7 @@ _BUILD = """
 import json, sys, time
 sys.path.insert(0, sys.argv[1])
 from autograder import models
-from autograder.p6.reference import reference_outputs
+from autograder.problems.p6.reference import reference_outputs
 from autograder.rubric import data_files
 start = time.monotonic()
 model_dir = models.resolve_model(sys.argv[2])

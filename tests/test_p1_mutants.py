@@ -2,7 +2,7 @@
 right-but-different one keeps full marks. Grading uses a rubric of P1's tests only."""
 import pytest
 
-from autograder.checks import test_p1_mle_kl as checks
+from autograder.problems.p1 import test_p1_mle_kl as checks
 from conftest import make_submission, rubric_of_parts
 
 P1_IDS = {"p1_kl_public", "p1_kl_random", "p1_loglik_public", "p1_loglik_random", "p1_constant_public",

@@ -3,7 +3,7 @@ right-but-different one (other shifts of the softmax parameters, other types) ke
 Grading uses a rubric of P2's tests only."""
 import pytest
 
-from autograder.checks import test_p2_gaussian_softmax as checks
+from autograder.problems.p2 import test_p2_gaussian_softmax as checks
 from conftest import make_submission, rubric_of_parts
 
 P2_IDS = {"p2_uniform_public", "p2_nonuniform_public", "p2_random"}

@@ -141,7 +141,7 @@ def test_feedback_names_call_expected_got_and_hint(tmp_path, grade_submission, r
 
 def test_each_run_draws_its_own_random_instances(tmp_path, grade_submission, rubric):
     """An answer table for one seed's random instances fails under another seed."""
-    from autograder.checks import test_p3_param_counts as checks
+    from autograder.problems.p3 import test_p3_param_counts as checks
     import numpy as np
     import zlib
     rng = np.random.default_rng([1, zlib.crc32(b"p3a_random")])

@@ -4,10 +4,10 @@ marks. Grading uses a rubric of P5's tests only (parts p5a and p5b).
 
 The statistical checks fail a correct estimator with probability ≤ 1e-6 each, so the
 right-but-different cases below cannot flake in practice; every wrong one is off by many times
-its check's pass band (see autograder/checks/test_p5_monte_carlo.py)."""
+its check's pass band (see autograder/problems/p5/test_p5_monte_carlo.py)."""
 import pytest
 
-from autograder.checks import test_p5_monte_carlo as checks
+from autograder.problems.p5 import test_p5_monte_carlo as checks
 from conftest import make_submission, rubric_of_parts
 
 P5_IDS = {"p5a_public", "p5a_random", "p5a_variance", "p5a_rng", "p5b_answer", "p5b_public", "p5b_random", "p5b_rng"}
@@ -162,8 +162,8 @@ RIGHT_BUT_DIFFERENT = {
 def test_the_model_callables_lead_to_no_model_object():
     """What a P5 submission is handed: plain functions, no bound methods (``__self__``), no defaults,
     no attributes, and nothing of the model in their globals; only their closures hold its two
-    numbers (see autograder/child/harness.py: knowing them gains nothing, as the cheat above shows)."""
-    from autograder.child import harness
+    numbers (see autograder/problems/p5/child.py: knowing them gains nothing, as the cheat above shows)."""
+    from autograder.problems.p5 import child as harness
     sample_prior, likelihood = harness.gaussian_latent(1.37, 0.59)
     for function in (sample_prior, likelihood):
         assert not hasattr(function, "__self__") and not hasattr(function, "__wrapped__")

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from autograder.compare import CheckFailed, kl_threshold, multinomial_fit_test
-from autograder.p6 import data as p6_data
-from autograder.p6.checking import MASKED, TIE_EPS, check_scaled
-from autograder.p6.reference import Prompt, Scaled
+from autograder.problems.p6 import data as p6_data
+from autograder.problems.p6.checking import MASKED, TIE_EPS, check_scaled
+from autograder.problems.p6.reference import Prompt, Scaled
 from autograder.rubric import RubricError, data_files
 from conftest import COURSE_DATA
 
@@ -165,9 +165,9 @@ def test_sampling_checks_catch_wrong_temperatures_on_every_pool_prompt(tmp_path)
     draws one), a sampler that ignores T or multiplies by it is off by at least twice the
     test's pass band in relative entropy, at the check's number of draws."""
     from autograder import models
-    from autograder.checks.test_p6_sampling import DRAWS
-    from autograder.p6.instances import LOW_TEMPERATURES
-    from autograder.p6.reference import reference_outputs
+    from autograder.problems.p6.test_p6_sampling import DRAWS
+    from autograder.problems.p6.instances import LOW_TEMPERATURES
+    from autograder.problems.p6.reference import reference_outputs
 
     for files in ({}, {n: COURSE_DATA / f"{n}.pkl" for n in ("random", "shakespeare", "neurips", "snippets")}
                   if COURSE_DATA.is_dir() else {}):
@@ -197,7 +197,7 @@ class _FakeStudent:
 def test_accuracy_gives_partial_credit_above_the_majority_rate(right, fraction, monkeypatch):
     from types import SimpleNamespace
 
-    from autograder.checks import test_p6_likelihood
+    from autograder.problems.p6 import test_p6_likelihood
     from autograder.grading import Outcome
     monkeypatch.setattr(test_p6_likelihood, "SNIPPETS_GRADED", 300)  # all of them, to check the arithmetic
 
@@ -223,10 +223,10 @@ def test_second_step_check_catches_a_temperature_applied_at_the_first_step_only(
     import torch
 
     from autograder import models
-    from autograder.checks.test_p6_sampling import MIN_GROUP, SECOND_DRAWS
+    from autograder.problems.p6.test_p6_sampling import MIN_GROUP, SECOND_DRAWS
     from autograder.child.course_model import load_course_model
-    from autograder.p6.instances import LOW_TEMPERATURES
-    from autograder.p6.reference import reference_outputs
+    from autograder.problems.p6.instances import LOW_TEMPERATURES
+    from autograder.problems.p6.reference import reference_outputs
 
     folder = models.resolve_model("tiny")
     reference = reference_outputs(folder, device="cpu", files={})
@@ -261,7 +261,7 @@ def test_classification_stand_ins_behave_like_the_course_model_and_log_likelihoo
 
     from autograder import models
     from autograder.child.course_model import load_course_model
-    from autograder.child.p6_harness import _like_returned, _log_likelihood_stand_in, _text_model
+    from autograder.problems.p6.child import _like_returned, _log_likelihood_stand_in, _text_model
     from reference.submission.likelihood import log_likelihood
 
     model, config = load_course_model(models.resolve_model("tiny"))
@@ -292,7 +292,7 @@ def test_classification_stand_ins_behave_like_the_course_model_and_log_likelihoo
 
 
 def test_graded_snippets_keep_the_course_proportions_and_vary_with_the_seed():
-    from autograder.checks.test_p6_likelihood import graded_snippets
+    from autograder.problems.p6.test_p6_likelihood import graded_snippets
     snippets = tuple(((i,), i < 100) for i in range(300))
     first = graded_snippets(snippets, np.random.default_rng(1), 90)
     assert len(first) == 90 and sum(label for _, label in first) == 30 and len(set(first)) == 90

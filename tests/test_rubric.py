@@ -3,7 +3,7 @@ file and key named."""
 import pytest
 
 from autograder.rubric import RubricError, load_rubric
-from autograder.runner import CHECKS_DIR
+from autograder.registry import builtin_problems
 
 
 def write(tmp_path, text):
@@ -27,7 +27,7 @@ def test_real_rubric_loads_with_the_course_points():
 def test_every_rubric_test_has_exactly_one_check():
     ids = {t.test_id for t in load_rubric()}
     marked = []
-    for path in CHECKS_DIR.glob("test_*.py"):
+    for path in (f for p in builtin_problems() for f in p.check_files):
         text = path.read_text()
         marked += [line.split('"')[1] for line in text.splitlines() if line.startswith("@pytest.mark.graded(")]
     assert sorted(marked) == sorted(set(marked)), "a rubric id is scored twice"

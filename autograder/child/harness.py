@@ -5,8 +5,10 @@ passes the model); a harness builds those inputs in the child, calls the student
 often as the check needs, and returns plain data. A harness runs in the untrusted process, so
 whatever it returns is judged by the grader exactly as a student's own return value would be.
 
-Register a harness with ``@harness("name")``; the grader runs it with
-``StudentProcess.harness("name", **kwargs)``.
+Each problem keeps its harnesses in its own folder (``autograder/problems/<problem>/child.py``,
+declared in the problem's ``harness_modules``); they register with ``@harness("name")`` and the
+grader runs them with ``ChildProcess.harness("name", **kwargs)``. This module holds the registry
+and the helpers every problem's harnesses share.
 """
 from __future__ import annotations
 
@@ -17,6 +19,14 @@ import numpy as np
 from . import codec
 
 _REGISTRY = {}
+
+
+class StudentFailure(Exception):
+    """Student code could not be imported, found or run; ``info`` is the error response."""
+
+    def __init__(self, info: dict):
+        super().__init__(info.get("message", ""))
+        self.info = info
 
 
 def harness(name: str):
@@ -103,93 +113,3 @@ def _plain_scalar(value):
     if torch is not None and t is torch.Tensor and value.numel() <= 16 and value.layout == torch.strided:
         return {"value": value}
     return {"unsupported": _bad(value)}
-
-
-# -- P4: the counterexample's callables, evaluated where the grader asks ------------------------
-@harness("p4_counterexample")
-def p4_counterexample(child, *, x1=()):
-    """Call ``counterexample()`` and evaluate its ``mu2`` and ``sigma2`` at each point of x1, one
-    Python float at a time (the promised interface is float -> float).
-
-    Returns {"type": description of the returned value, "mapping": whether it is a dict (a dict
-    subclass such as OrderedDict too), "keys": its keys (strings) when a dict,
-    "mu1"/"sigma1": {"value": v} or {"unsupported": ...} or {"missing": True},
-    "mu2"/"sigma2": {"values": float64 array, one per x1} or {"bad": {"x1", "got", "type"}} for
-    the first value that is not a real number, or {"not_callable": description}, or
-    {"missing": True}}. Finiteness and sigma2 > 0 are judged by the grader."""
-    make = child.function("p4_autoregressive", "counterexample")
-    model = child.invoke(make, (), {}, label="counterexample()")
-    answer = {"type": codec.describe(model), "mapping": isinstance(model, dict), "keys": []}
-    if not answer["mapping"]:
-        return answer
-    answer["keys"] = [str(key)[:40] for key in model][:20]
-    points = [float(v) for v in np.asarray(x1, dtype=np.float64).reshape(-1)]
-    for name in ("mu1", "sigma1"):
-        answer[name] = _plain_scalar(model[name]) if name in model else {"missing": True}
-    for name in ("mu2", "sigma2"):
-        if name not in model:
-            answer[name] = {"missing": True}
-            continue
-        function = model[name]
-        if not callable(function):
-            answer[name] = {"not_callable": codec.describe(function)}
-            continue
-        values = np.empty(len(points))
-        for index, point in enumerate(points):
-            value = child.invoke(function, (point,), {}, label=f"counterexample()['{name}']({point!r})")
-            real = real_or_none(value)
-            if real is None:
-                answer[name] = {"bad": {"x1": point, **_bad(value)}}
-                break
-            values[index] = real
-        else:
-            answer[name] = {"values": values}
-    return answer
-
-
-# -- P5: many runs of a Monte Carlo estimator on a Gaussian latent model -------------------------
-def gaussian_latent(s: float, t: float):
-    """(sample_prior, likelihood) of z ~ N(0, s²), x | z ~ N(z, t²), with the P5 signatures
-    (reference/closed_forms.py has the same model, with p(x) = N(x | 0, s² + t²), for the grader).
-
-    Plain functions, new for each call: no bound methods (``__self__`` would lead to a model
-    object), no defaults, nothing in the module's globals; their closures hold only the two
-    numbers they need. Python cannot hide a function's own state from code in the same process
-    (gc and frames reach it), so the P5 checks are built so that knowing s and t gains nothing:
-    they judge the estimator's mean and its variance, and that its draws come from the rng passed
-    in; the closed-form p(x) alone fails them (tests/test_p5_mutants.py tries)."""
-    scale, inverse_two_variance = float(s), 1.0 / (2.0 * float(t) ** 2)
-    normaliser = float(1.0 / np.sqrt(2.0 * np.pi * float(t) ** 2))
-
-    def sample_prior(k, rng):
-        """k iid draws from the prior p(z), from the numpy Generator rng."""
-        return rng.normal(0.0, scale, size=k)
-
-    def likelihood(x, z):
-        """p(x | z_j) for each draw z_j (elementwise over z)."""
-        z = np.asarray(z, dtype=np.float64)
-        return normaliser * np.exp(-((x - z) ** 2) * inverse_two_variance)
-
-    return sample_prior, likelihood
-
-
-@harness("p5_estimates")
-def p5_estimates(child, *, function, s, t, x, k, runs, rng_seed):
-    """``runs`` calls of ``submission.p5_monte_carlo.<function>(x, k, sample_prior, likelihood,
-    rng)`` on the model gaussian_latent(s, t), all with the one Generator
-    ``np.random.default_rng(rng_seed)`` (successive runs get independent draws).
-
-    Returns {"values": float64 array of runs} or {"bad": {"run", "got", "type"}} for the first
-    return value that is not a real number. Non-finite values are returned as they are."""
-    estimator = child.function("p5_monte_carlo", function)
-    sample_prior, likelihood = gaussian_latent(s, t)
-    rng = np.random.default_rng(rng_seed)
-    label = f"{function}(x={x!r}, k={k!r}, sample_prior, likelihood, rng)"
-    values = np.empty(int(runs))
-    for run in range(int(runs)):
-        value = child.invoke(estimator, (x, k, sample_prior, likelihood, rng), {}, label=label)
-        real = real_or_none(value)
-        if real is None:
-            return {"bad": {"run": run, **_bad(value)}}
-        values[run] = real
-    return {"values": values}

@@ -34,8 +34,9 @@ The child is forked through an intermediate process that exits at once, so the c
 reparented to the grader (a child subreaper): the grader waits for it, signals it and reads its
 exit status as for any child of its own. The launcher exits when the control socket closes.
 
-This module is copied with the child runtime (``_agchild``), so it imports only the standard
-library, numpy, torch and its sibling modules.
+This module is copied with the child runtime (``_autograder.child``), so it imports only the
+standard library, numpy, torch, its sibling modules and the problems' child-side modules
+(``_autograder.problems.<problem>.<module>``, named in the config).
 """
 from __future__ import annotations
 
@@ -59,11 +60,17 @@ _MAX_MESSAGE = 1 << 16
 class Preload:
     """What every child inherits: modules imported, and the model mapped on the CPU."""
 
-    def __init__(self, model_dir: str | None, *, threads: int | None = None):
-        """threads: torch's intra-op threads in each child (None: torch's default, one per core)."""
+    def __init__(self, model_dir: str | None, *, threads: int | None = None, harness_modules=()):
+        """threads: torch's intra-op threads in each child (None: torch's default, one per core).
+        harness_modules: the problems' child-side modules, imported here once (they register
+        their harnesses), so that no child imports them."""
         start = time.perf_counter()
+        import importlib
+
         import numpy  # noqa: F401  (every child needs it)
-        from . import codec, harness, main, p6_harness  # noqa: F401
+        from . import codec, harness, main  # noqa: F401
+        for name in harness_modules:
+            importlib.import_module(name)
         self.model = None
         self.threads = None
         self.torch_s = self.model_s = 0.0
@@ -185,13 +192,15 @@ def _isolate(config: dict) -> dict:
 def main(argv: list[str]) -> None:
     """argv: control_fd, then a JSON object: model_dir, threads (torch's threads per child, or
     null), private_root (a folder to build the private root in, or "" for none), read_only and
-    devices (what it holds). Serves spawn requests until the control socket closes."""
+    devices (what it holds), harness_modules (the problems' child-side modules to import). Serves
+    spawn requests until the control socket closes."""
     ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     control = socket.socket(fileno=int(argv[0]))
     config = json.loads(argv[1])
     try:
         isolation = _isolate(config)
-        preload = Preload(config.get("model_dir") or None, threads=config.get("threads"))
+        preload = Preload(config.get("model_dir") or None, threads=config.get("threads"),
+                          harness_modules=config.get("harness_modules", ()))
         control.send(json.dumps({"ready": preload.report(isolation)}).encode())
     except BaseException as error:
         control.send(json.dumps({"error": f"{type(error).__name__}: {error}"}).encode()[:_MAX_MESSAGE])

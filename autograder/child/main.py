@@ -9,16 +9,18 @@ Requests (dicts), each with an "id" the response repeats:
     {"id": 1, "op": "call", "module": "p3_param_counts", "function": "full_joint",
      "args": [...], "kwargs": {...}, "seed": 7}
     {"id": 2, "op": "map", "module": ..., "function": ..., "calls": [[args, kwargs], ...], "seed": 7}
-    {"id": 3, "op": "harness", "name": "p6_sample", "kwargs": {...}, "seed": 7}
+    {"id": 3, "op": "harness", "name": "<harness>", "kwargs": {...}, "seed": 7}
 Responses: {"id": 1, "time": seconds in student code, "ok": value} or {"id": 1, "time": ...,
 "error": {"kind": ..., "type": ..., "message": ..., "traceback": ...}} where kind is one of:
 missing_file, import, missing_function, exception, bad_return, bad_request, internal (a fault
 on the grader's side, not the student's). "time" only informs the grader's timing report;
 like everything this process says, it is not trusted for grading.
 
-This package is copied next to the submission under another name, so it imports only the
+This package is copied next to the submission (as ``_autograder.child``, with each problem's
+child-side modules as ``_autograder.problems.<problem>.<module>``), so it imports only the
 standard library, numpy and its sibling modules (torch only when student code or a harness
-needs it).
+needs it). The problems' harnesses are imported by the fork server before any child is forked
+(``launcher.Preload``), never here.
 """
 from __future__ import annotations
 
@@ -32,18 +34,10 @@ import traceback
 import numpy as np
 
 from . import codec, harness
-from . import p6_harness, p6_reference  # noqa: F401  (register the P6 harnesses)
+from .harness import StudentFailure
 
 _MAX_TRACEBACK = 4000
 MEMO_BYTES = 256 << 20  # answers of repeated model calls kept (course_model.CallMemo)
-
-
-class StudentFailure(Exception):
-    """Student code could not be imported, found or run; ``info`` is the error response."""
-
-    def __init__(self, info: dict):
-        super().__init__(info.get("message", ""))
-        self.info = info
 
 
 def _student_traceback(error: BaseException, work_root: str) -> str:

@@ -6,7 +6,7 @@
   x1 points drawn from the run's seed, near mu1 and up to 12 sigma1 away, each twice.
 - Its x_2-marginal must be non-Gaussian. The callables run in the child (harness
   ``p4_counterexample``), at x1 nodes the grader chooses; the grader turns the values into
-  p_f(x_2) with reference/closed_forms.py's quadrature (nodes on mu1 ± 8 sigma1, refined until
+  p_f(x_2) with marginal.py's quadrature (nodes on mu1 ± 8 sigma1, refined until
   jumps are resolved, up to 32001 nodes) and measures the total variation to the Gaussian with
   the same mean and variance. It passes when that TV, less the quadrature's error bound, exceeds
   P4_TV_THRESHOLD = 0.005: a Gaussian marginal (mu2 linear, sigma2 constant) gives TV < 1e-10
@@ -166,7 +166,7 @@ def marginal_hint(mixture, gap, threshold: float) -> str:
 
 @pytest.mark.graded("p4_counterexample_marginal")
 def test_counterexample_marginal_is_not_gaussian(student, outcome):
-    from reference import closed_forms  # SymPy/SciPy: imported only when this check runs
+    from autograder.problems.p4 import marginal  # SciPy: imported only when this check runs
 
     answer = student.harness("p4_counterexample", x1=np.empty(0))
     mu1, sigma1 = _parameters(answer)
@@ -175,21 +175,21 @@ def test_counterexample_marginal_is_not_gaussian(student, outcome):
         return means, sds
 
     try:
-        mixture = closed_forms.p4_mixture(mu1, sigma1, evaluate=batch)
+        mixture = marginal.p4_mixture(mu1, sigma1, evaluate=batch)
     except ValueError as error:  # bad values were already reported by evaluate(); mu1, sigma1 by _parameters()
         raise CheckFailed(feedback(call=CALL, got=f"a model whose x2-marginal cannot be computed: {error}",
                                    expected="finite mu1, sigma1 > 0 and mu2, sigma2 that give finite values",
                                    hint=FORM_HINT)) from None
-    gap = closed_forms.p4_gap_of_mixture(mixture)
+    gap = marginal.p4_gap_of_mixture(mixture)
     smoothed = f"; judged on x2 + N(0, {gap.smoothing:.3g}²) noise, a lower bound" if gap.smoothing > 0 else ""
     described = (f"p_f(x2) has mean {gap.mean:.4g}, variance {gap.variance:.4g} and {gap.modes} mode(s); its total "
                  f"variation distance to N({gap.mean:.4g}, {gap.variance:.4g}) is {gap.tv:.4g} (numerical error ≤ "
                  f"{gap.error_bound:.2g}, {gap.x1_nodes} x1 nodes{smoothed})")
-    if not gap.certified_tv > closed_forms.P4_TV_THRESHOLD:
+    if not gap.certified_tv > marginal.P4_TV_THRESHOLD:
         raise CheckFailed(feedback(
             call=CALL, instance=f"the model mu1 = {mu1:.6g}, sigma1 = {sigma1:.6g}",
             got=f"a model whose x2-marginal is Gaussian, or too close to one to tell: {described}",
-            expected=f"a marginal at least {closed_forms.P4_TV_THRESHOLD} in total variation (after the error) from "
+            expected=f"a marginal at least {marginal.P4_TV_THRESHOLD} in total variation (after the error) from "
                      f"the Gaussian with its mean and variance; no reverse model can produce such a marginal",
-            hint=marginal_hint(mixture, gap, closed_forms.P4_TV_THRESHOLD)))
-    outcome.note(f"Not Gaussian: {described} > {closed_forms.P4_TV_THRESHOLD}.")
+            hint=marginal_hint(mixture, gap, marginal.P4_TV_THRESHOLD)))
+    outcome.note(f"Not Gaussian: {described} > {marginal.P4_TV_THRESHOLD}.")

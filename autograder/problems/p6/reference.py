@@ -14,13 +14,9 @@ model and never imports torch. Only building tokenizes texts (transformers' toke
 """
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import math
-import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,13 +24,14 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from .. import models
+from ... import models
+from ...registry import REFERENCE_UPLOAD
 from .data import CourseTexts, load_course_texts
 from .instances import HORIZONS, TEMPERATURES, Source, likelihood_sources, prompt_sources, snippet_sources
 
 FORMAT = 3  # bump when what is stored, or how it is computed, changes
 CACHE_DIR = "reference-cache"
-REFERENCE_UPLOAD = models.repo_root() / "reference"
+
 MASK_LEVEL = -1e9  # a logit at or below this is masked: softmax gives it probability 0 exactly
 NEAR = 0.05  # logits within NEAR of the k-th are stored, so ties within checks' TIE_EPS are known
 BUILD_TIME_LIMIT_S = 3600.0  # for the building child; GPT-2 small on 2 CPU cores needs about a minute
@@ -42,7 +39,7 @@ CHUNK = 16  # texts or prompts per harness call: bounded messages, and progress 
 _TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "merges.txt", "encoder.json", "vocab.bpe")
 
 
-class ReferenceError(RuntimeError):
+class ReferenceBuildError(RuntimeError):
     """The reference could not be computed (a grader fault, never the student's)."""
 
 
@@ -181,37 +178,12 @@ def reference_outputs(model_dir: Path, *, device: str, files: Mapping[str, Path]
     sources = sources_for(model_dir, load_course_texts(files))
     path = cache_path(model_dir, sources)
     if not path.is_file():
-        with _build_lock(path):  # a concurrent grader building the same file: wait for it
+        with models.cache_lock(path):  # a concurrent grader building the same file: wait for it
             if not path.is_file():
                 data = build(model_dir, device=device, sources=sources, progress=progress)
-                _write_atomically(path, data)
+                models.write_cache(path, data)
     _LOADED[key] = _parse(path)
     return _LOADED[key]
-
-
-@contextlib.contextmanager
-def _build_lock(path: Path):
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.chmod(path.parent, 0o700)  # the sandbox's user must not read the reference's answers
-    with open(path.parent / f".{path.stem}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-def _write_atomically(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            json.dump(data, out, allow_nan=False, separators=(",", ":"))
-        os.chmod(temporary, 0o600)  # the grader's user only: student code must not read the answers
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
 
 
 # -- building -------------------------------------------------------------------------------------
@@ -237,9 +209,9 @@ def build(model_dir: Path, *, device: str, sources: dict[str, list[Source]],
           progress: Callable[[str], None] | None = None) -> dict:
     """Compute the reference outputs (the cache file's content) for these sources.
 
-    Raises ReferenceError when the computation fails: that is the grader's fault, never a student's.
+    Raises ReferenceBuildError when the computation fails: that is the grader's fault, never a student's.
     """
-    from ..sandbox import Sandbox, StudentCodeError
+    from ...sandbox import Sandbox, StudentCodeError
     say = progress or (lambda text: None)
     start = time.monotonic()
     sizes = model_sizes(model_dir)
@@ -261,11 +233,11 @@ def build(model_dir: Path, *, device: str, sources: dict[str, list[Source]],
                 values = [float(v) for chunk in _chunks(texts)
                           for v in clean.harness("p6_reference_texts", texts=[ids for _, ids, _ in chunk])]
     except StudentCodeError as error:
-        raise ReferenceError(f"computing the P6 reference failed: {error.feedback()}") from None
+        raise ReferenceBuildError(f"computing the P6 reference failed: {error.feedback()}") from None
     data["texts"] = []
     for (source, ids, shown), value in zip(texts, values, strict=True):
         if not math.isfinite(value):
-            raise ReferenceError(f"the reference's log_likelihood on {source.id} is {value}")
+            raise ReferenceBuildError(f"the reference's log_likelihood on {source.id} is {value}")
         data["texts"].append({"id": source.id, "kind": source.kind, "public": source.public, "text": shown,
                               "tokens": ids, "log_likelihood": value})
     data["prompts"], data["scaled"] = [], []
@@ -285,7 +257,7 @@ def build(model_dir: Path, *, device: str, sources: dict[str, list[Source]],
 def _parse(path: Path) -> ReferenceOutputs:
     data = json.loads(path.read_text(encoding="utf-8"))
     if data.get("format") != FORMAT:
-        raise ReferenceError(f"{path}: cache format {data.get('format')!r}, expected {FORMAT}; delete the file")
+        raise ReferenceBuildError(f"{path}: cache format {data.get('format')!r}, expected {FORMAT}; delete the file")
     texts = tuple(Text(t["id"], t["kind"], t["public"], t["text"], tuple(t["tokens"]), float(t["log_likelihood"]))
                   for t in data["texts"])
     prompts = tuple(Prompt(p["id"], p["kind"], p["public"], p["text"], tuple(p["tokens"]),
@@ -304,10 +276,10 @@ def prepare(*, rubric: Path, device: str = "cpu") -> str:
     """For setup.sh (``prepare-model``): build the reference cache for the default model and the
     rubric's data now, so that no graded submission pays for it (on Gradescope every submission
     starts from the image setup.sh built). Never raises; returns one line saying what it did."""
-    from ..rubric import RubricError, data_files
+    from ...rubric import RubricError, data_files
     try:
         model_dir = models.resolve_model(models.default_model_spec())
         outputs = reference_outputs(model_dir, device=device, files=data_files(rubric))
-    except (ReferenceError, RubricError, models.ModelUnavailableError, OSError, ValueError) as error:
+    except (ReferenceBuildError, RubricError, models.ModelUnavailableError, OSError, ValueError) as error:
         return f"P6 reference cache not built ({type(error).__name__}: {error}); the first P6 grading will build it"
     return f"P6 reference cache: {outputs.path} (built on {outputs.built['device']} in {outputs.built['seconds']} s)"

@@ -9,7 +9,7 @@ import itertools
 
 import pytest
 
-from autograder.compare import CheckFailed, as_bool, expect_exact_int, feedback, map_calls
+from autograder.compare import CheckFailed, as_bool, check_each, expect_exact_int, feedback, map_calls
 from autograder.sandbox import StudentCodeError
 from reference.submission import p6_gpt2_counts as reference
 
@@ -57,25 +57,20 @@ def check_bits(student, vocabs, outcome) -> None:
     answers = map_calls(student, MODULE, "bits_per_token", [(v,) for v in vocabs],
                         shown=[f"bits_per_token({v})" for v in vocabs], expected="an exact int (a Python int or a numpy "
                         "integer)", hint="convert the count with int(...): sympy's and other libraries' numbers are not ints.")
-    failures = []
-    for vocab, got in zip(vocabs, answers):
+    def judge(item):
+        vocab, got = item
         if isinstance(got, StudentCodeError):
             got.message = f"On bits_per_token({vocab}): {got.message}"
             raise got
-        try:
-            expect_exact_int(got, reference.bits_per_token(vocab), call=f"bits_per_token({vocab})",
-                             hint=bits_hint(vocab, got))
-        except CheckFailed as error:
-            failures.append(str(error))
-    if failures:
-        raise CheckFailed(f"{len(failures)} of {len(vocabs)} answers wrong. The first:\n{failures[0]}")
+        expect_exact_int(got, reference.bits_per_token(vocab), call=f"bits_per_token({vocab})",
+                         hint=bits_hint(vocab, got))
+    check_each(zip(vocabs, answers), judge)
     outcome.note(f"All {len(vocabs)} answers exact.")
 
 
 def check_growth(student, growth, outcome) -> None:
-    failures, total = [], 0
-    for (old, new, d), (tied, bias) in itertools.product(growth, FLAGS):
-        total += 1
+    def judge(item):
+        (old, new, d), (tied, bias) = item
         call = f"added_parameters({old}, {new}, {d}, tied_embeddings={tied}, output_bias={bias})"
         try:
             got = student.call(MODULE, "added_parameters", old, new, d, tied_embeddings=tied, output_bias=bias)
@@ -83,12 +78,8 @@ def check_growth(student, growth, outcome) -> None:
             error.message = f"On {call}: {error.message}"
             raise
         expected = reference.added_parameters(old, new, d, tied_embeddings=tied, output_bias=bias)
-        try:
-            expect_exact_int(got, expected, call=call, hint=growth_hint(old, new, d, tied, bias, got))
-        except CheckFailed as error:
-            failures.append(str(error))
-    if failures:
-        raise CheckFailed(f"{len(failures)} of {total} answers wrong. The first:\n{failures[0]}")
+        expect_exact_int(got, expected, call=call, hint=growth_hint(old, new, d, tied, bias, got))
+    total = check_each(itertools.product(growth, FLAGS), judge)
     outcome.note(f"All {total} answers exact (every combination of tied_embeddings and output_bias).")
 
 

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import models
-from ..compare import CheckFailed, as_real
+from ... import models
+from ...compare import CheckFailed, as_real, check_each, feedback
+from ...registry import HookError
 from .data import CourseTexts, DATASETS, load_course_texts, random_letters
 from .reference import REFERENCE_UPLOAD, model_sizes
 
@@ -26,7 +27,10 @@ COLOURS = {"random": "tab:red", "shakespeare": "tab:blue", "neurips": "tab:green
 TITLES = {"random": "random letters", "shakespeare": "Shakespeare", "neurips": "NeurIPS papers"}
 
 
-class PlotError(RuntimeError):
+CALL = "log_likelihood(model, text)"
+
+
+class PlotError(HookError):
     """The log-likelihoods could not be computed; the message says why (the submission's error)."""
 
 
@@ -50,7 +54,7 @@ def score(upload: Path, *, model_dir: Path, device: str, strings: dict[str, list
     Raises PlotError when the submission fails or returns something that is not a number."""
     from tqdm import tqdm
 
-    from ..sandbox import Sandbox, StudentCodeError
+    from ...sandbox import Sandbox, StudentCodeError
     tokenizer = models.load_tokenizer(model_dir)
     context = model_sizes(model_dir)["context"]
     scores = {}
@@ -65,12 +69,20 @@ def score(upload: Path, *, model_dir: Path, device: str, strings: dict[str, list
                     answers = process.harness("p6_log_likelihood", texts=tokens[start:start + CHUNK])
                 except StudentCodeError as error:
                     raise PlotError(f"log_likelihood failed on the {name} strings: {_one_line(error.message)}") from None
-                for offset, entry in enumerate(answers):
-                    try:
-                        values.append(as_real(entry.get("value", entry.get("unsupported")),
-                                              call="log_likelihood(model, text)", instance=f"{name} string {start + offset}"))
-                    except CheckFailed as error:
-                        raise PlotError(_one_line(str(error))) from None
+                def judge(item):  # the student's own error, a value that is not a number: named as in grading
+                    offset, entry = item
+                    instance = f"{name} string {start + offset}"
+                    reply = process.reply(entry, what=CALL, instance=instance)
+                    if reply.error is not None:
+                        raise reply.error
+                    if reply.unsupported is not None:
+                        raise CheckFailed(feedback(call=CALL, instance=instance, expected="a real number",
+                                                   got=f"{reply.unsupported['got']}, {reply.unsupported['type']}"))
+                    values.append(as_real(reply.value, call=CALL, instance=instance))
+                try:
+                    check_each(enumerate(answers), judge)
+                except (CheckFailed, StudentCodeError) as error:
+                    raise PlotError(_one_line(error.message if isinstance(error, StudentCodeError) else str(error))) from None
                 bar.update(len(answers))
             scores[name] = np.array(values)
     return scores
@@ -113,7 +125,7 @@ def make_plots(*, submission: Path | None, model: str | None, device: str, out: 
     """Score the datasets with the submission's log_likelihood (the reference's when None) on the
     model and write the figures to out; returns the PNG paths. say: where notes go (the
     missing course data). Raises PlotError, one line, for anything the user must fix."""
-    from ..sandbox import SubmissionError
+    from ...sandbox import SubmissionError
     from .data import DataError
     try:
         model_dir = models.resolve_model(model or models.default_model_spec())

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from autograder.child.codec import TensorValue, describe
-from autograder.compare import CheckFailed, expect_close_up_to_shift, feedback, map_calls, short
+from autograder.compare import CheckFailed, check_each, expect_close_up_to_shift, feedback, map_calls, short
 from autograder.sandbox import StudentCodeError
 from reference.submission import p2_gaussian_softmax as reference
 
@@ -119,8 +119,8 @@ def check(student, instances, outcome) -> None:
                         shown=[f"softmax_parameters(pi, mu, sigma) on {text}" for text, _, _, _ in instances],
                         expected="a tuple (W, b) of ndarrays or tensors", hint="return plain numpy arrays, e.g. "
                         "np.asarray(W, dtype=float).")
-    failures = []
-    for (text, pi, mu, sigma), got in zip(instances, answers):
+    def judge(item):
+        (text, pi, mu, sigma), got = item
         call = "softmax_parameters(pi, mu, sigma)"
         instance = (f"{text}: pi = {np.array2string(pi, precision=4)}, mu = {np.array2string(mu, precision=4, threshold=30)}, "
                     f"sigma = {sigma!r}")
@@ -128,15 +128,11 @@ def check(student, instances, outcome) -> None:
             got.message = f"On {instance}:\n{got.message}"
             raise got
         W, b = reference.softmax_parameters(pi, mu, sigma)
-        try:
-            got_W, got_b = _pair(got, call=call, instance=instance)
-            hint = _hint(pi, mu, sigma, _as_plain(got_W), _as_plain(got_b))
-            expect_close_up_to_shift(got_W, W, rtol=RTOL, atol=ATOL, call=call, instance=instance, hint=hint, name="W")
-            expect_close_up_to_shift(got_b, b, rtol=RTOL, atol=ATOL, call=call, instance=instance, hint=hint, name="b")
-        except CheckFailed as error:
-            failures.append(str(error))
-    if failures:
-        raise CheckFailed(f"{len(failures)} of {len(instances)} answers wrong. The first:\n{failures[0]}")
+        got_W, got_b = _pair(got, call=call, instance=instance)
+        hint = _hint(pi, mu, sigma, _as_plain(got_W), _as_plain(got_b))
+        expect_close_up_to_shift(got_W, W, rtol=RTOL, atol=ATOL, call=call, instance=instance, hint=hint, name="W")
+        expect_close_up_to_shift(got_b, b, rtol=RTOL, atol=ATOL, call=call, instance=instance, hint=hint, name="b")
+    check_each(zip(instances, answers), judge)
     outcome.note(f"All {len(instances)} answers right up to a common shift "
                  f"(tolerance {ATOL:g} + {RTOL:g}·max|entry| after centring).")
 

@@ -14,8 +14,8 @@ Clean harnesses: they never run submission code and refuse to run where any was 
 """
 from __future__ import annotations
 
-from .harness import harness
-from .p6_harness import MASKED, _assert_clean, _ids, _model, _top_k
+from ...child.harness import harness
+from .child import MASKED, _assert_clean, _ids, _model, _top_k
 
 LOG_SOFTMAX_ROWS = 16  # rows of (T, V) logits taken to float64 at a time (6 MB for GPT-2)
 MASK_LEVEL = -1e9  # an output entry at or below this is masked (the grader's MASK_LEVEL)

@@ -50,9 +50,9 @@ import pytest
 from autograder.child.codec import TensorValue, describe
 from autograder.compare import (FALSE_FAIL, CheckFailed, binomial_too_few, expect_fit, feedback, multinomial_fit_test,
                                 pooled_fit_test, short)
-from autograder.p6.checking import TIE_EPS, describe_tokens, passed_on, reference_for, sequence
-from autograder.p6.instances import HIGH_TEMPERATURES, LOW_TEMPERATURES
-from autograder.p6.reference import MASK_LEVEL, NEAR, Prompt
+from autograder.problems.p6.checking import TIE_EPS, describe_tokens, passed_on, reference_for, sequence
+from autograder.problems.p6.instances import HIGH_TEMPERATURES, LOW_TEMPERATURES
+from autograder.problems.p6.reference import MASK_LEVEL, NEAR, Prompt
 
 DRAWS = 1200  # sample() calls per temperature: ~1 s on the tiny model, ~15 s for GPT-2 small on a CPU
 SECOND_DRAWS = 1200  # sample(..., length=2) calls in the second-step check

@@ -32,7 +32,7 @@ import pytest
 
 from autograder.compare import (BOOL_FORMS, REAL_FORMS, CheckFailed, as_bool, as_real, expect_close, feedback,
                                 is_half_precision, known_mistake)
-from autograder.p6.checking import LL_ATOL, LL_RTOL, describe_tokens, passed_on, reference_for
+from autograder.problems.p6.checking import LL_ATOL, LL_RTOL, describe_tokens, passed_on, reference_for
 
 ACCURACY_FULL = 0.95
 SNIPPETS_GRADED = 90  # course snippets classified per submission (drawn by its seed, the course's proportions)

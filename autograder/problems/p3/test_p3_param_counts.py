@@ -10,7 +10,7 @@ import math
 import numpy as np
 import pytest
 
-from autograder.compare import CheckFailed, expect_exact_int, map_calls
+from autograder.compare import check_each, expect_exact_int, map_calls
 from autograder.sandbox import StudentCodeError
 from reference.submission import p3_param_counts as reference
 
@@ -117,22 +117,15 @@ def check_instances(student, function: str, instances: list[tuple], expected_fn,
     saying how many were wrong."""
     shown = [f"{function}({', '.join(_show(a) for a in args)})" for args in instances]
     answers = map_calls(student, MODULE, function, instances, shown=shown, expected=INT_FORMS, hint=INT_FIX)
-    failures = []
-    for args, got in zip(instances, answers):
+    def judge(item):
+        args, got = item
         call = f"{function}({', '.join(_show(a) for a in args)})"
         if isinstance(got, StudentCodeError):
             got.message = f"On {call}: {got.message}"
-            if not failures:
-                raise got
-            failures.append(got.feedback())  # an earlier wrong answer says more; this one is counted
-            continue
-        expected = expected_fn(*args)
-        try:
-            expect_exact_int(got, expected, call=call, hint=hint_fn(*args, got))
-        except CheckFailed as error:
-            failures.append(str(error))
-    if failures:
-        raise CheckFailed(f"{len(failures)} of {len(instances)} answers wrong. The first:\n{failures[0]}")
+            raise got
+        expect_exact_int(got, expected_fn(*args), call=call, hint=hint_fn(*args, got))
+    # a failed call after a wrong answer is counted: the earlier wrong answer says more
+    check_each(zip(instances, answers), judge, count_errors=True)
     outcome.note(f"All {len(instances)} answers exact.")
 
 

@@ -13,7 +13,7 @@ these O(1) sums stays well inside it; every wrong formula we know is off by far 
 import numpy as np
 import pytest
 
-from autograder.compare import REAL_FORMS, CheckFailed, expect_close, known_mistake, map_calls, plain_numbers
+from autograder.compare import REAL_FORMS, check_each, expect_close, known_mistake, map_calls, plain_numbers
 from autograder.sandbox import StudentCodeError
 from reference.submission import p1_mle_kl as reference
 
@@ -128,20 +128,16 @@ def check(student, function: str, instances, outcome) -> None:
     call = f"{function}({args})"
     answers = map_calls(student, MODULE, function, calls, shown=[f"{call} on {text}" for text, _, _ in instances],
                         expected=f"a real number ({REAL_FORMS})", hint="return float(...) of your result.")
-    failures = []
-    for (text, p, q), got in zip(instances, answers):
+    def judge(item):
+        (text, p, q), got = item
         instance = f"{text}, p_xy = {np.array2string(p, precision=4, threshold=30)}" + (
             "" if function == "theta_independent_term" else f", q_y_given_x = {np.array2string(q, precision=4, threshold=30)}")
         if isinstance(got, StudentCodeError):
             got.message = f"On {instance}:\n{call}: {got.message}"
             raise got
-        try:
-            expect_close(got, _expected(function, p, q), rtol=RTOL, atol=ATOL, call=call, instance=instance,
-                         hint=hint_for(function, p, q, got))
-        except CheckFailed as error:
-            failures.append(str(error))
-    if failures:
-        raise CheckFailed(f"{len(failures)} of {len(instances)} answers wrong. The first:\n{failures[0]}")
+        expect_close(got, _expected(function, p, q), rtol=RTOL, atol=ATOL, call=call, instance=instance,
+                     hint=hint_for(function, p, q, got))
+    check_each(zip(instances, answers), judge)
     outcome.note(f"All {len(instances)} answers within {ATOL:g} + {RTOL:g}·|expected|.")
 
 

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..child.codec import TensorValue
-from ..compare import CheckFailed, as_array, expect_close, feedback, known_mistake
-from ..sandbox import CHILD_ERROR_KINDS, StudentCodeError
+from ...child.codec import TensorValue
+from ...compare import CheckFailed, as_array, expect_close, feedback, known_mistake
+from ...processes import Reply
 from .reference import MASK_LEVEL, Prompt, ReferenceOutputs, Scaled, reference_outputs
 
 TIE_EPS = 1e-2
@@ -47,15 +47,12 @@ def passed_on(entry: dict, *, call: str, expected: str, instance: str = "", hint
     """The value a harness passed on from student code ({"value": v}); CheckFailed naming what
     came back when the harness could not pass it on ({"unsupported": {"got", "type"}}); the
     student's own error, as the sandbox reports it, when the call failed ({"error": info})."""
-    if "value" in entry:
-        return entry["value"]
-    if "error" in entry:
-        info = entry["error"]
-        kind = str(info.get("kind", "exception"))  # from a process that ran student code: never "internal"
-        raise StudentCodeError(kind if kind in CHILD_ERROR_KINDS - {"internal"} else "exception",
-                               f"On {instance}: {info.get('message', f'{call} failed')}" if instance else
-                               str(info.get("message", f"{call} failed")), traceback=str(info.get("traceback", "")))
-    bad = entry.get("unsupported", {})
+    reply = Reply.decode(entry, what=call, instance=instance)  # from a process that ran student code
+    if reply.error is not None:
+        raise reply.error
+    if reply.ok:
+        return reply.value
+    bad = reply.unsupported
     raise CheckFailed(feedback(call=call, instance=instance, got=f"{bad.get('got', '?')}, {bad.get('type', '?')}",
                                expected=expected, hint=hint))
 

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import sys
 
-from . import codec
-from .harness import _bad, _plain_scalar, harness
+from ...child import codec
+from ...child.harness import StudentFailure, _bad, _plain_scalar, harness
 
 MASKED = -1e10  # the course's value for a filtered-out logit (exact in float32)
 
@@ -82,7 +82,6 @@ def _reseed(child, seed):
 def _attempt(run) -> dict:
     """run()'s answer for one item, or {"error": info} when student code failed on it, so that a
     failure on one item does not hide the verdicts on the items before it."""
-    from .main import StudentFailure  # imported here: main imports this module
     try:
         return run()
     except StudentFailure as failure:

@@ -2,7 +2,7 @@
 
 The student's estimator runs many times inside the child (harness ``p5_estimates``) on the
 Gaussian latent model z ~ N(0, s²), x | z ~ N(z, t²), whose p(x) = N(x | 0, s² + t²) is known in
-closed form (reference/closed_forms.py); the child builds sample_prior and likelihood from s and
+closed form (model.py here; SymPy-checked in reference/closed_forms.py); the child builds sample_prior and likelihood from s and
 t and passes one ``np.random.default_rng(seed)`` to every run. Only the values come back.
 
 Statistical tests (autograder/compare.py), each check's false-fail probability ≤ 1e-6 in all
@@ -59,8 +59,8 @@ def random_model(rng) -> tuple[float, float, float]:
 
 
 def _model(s, t):
-    from reference import closed_forms  # SymPy/SciPy: imported only when a P5 check runs
-    return closed_forms.p5_gaussian_latent_model(s, t)
+    from autograder.problems.p5.model import p5_gaussian_latent_model
+    return p5_gaussian_latent_model(s, t)
 
 
 def _describe(s, t, x, k) -> str:

@@ -15,8 +15,8 @@ Public prompts and temperatures are fixed; random ones are drawn from the pools 
 """
 import pytest
 
-from autograder.p6.checking import check_scaled, reference_for
-from autograder.p6.instances import LOW_TEMPERATURES, HIGH_TEMPERATURES, PUBLIC_TEMPERATURES
+from autograder.problems.p6.checking import check_scaled, reference_for
+from autograder.problems.p6.instances import LOW_TEMPERATURES, HIGH_TEMPERATURES, PUBLIC_TEMPERATURES
 
 H1_HINT = "horizon 1 returns logits / temperature; temperature None returns the logits unchanged."
 H2_HINT = ("for each first token t that survived top-k, p(t, s) = softmax(logits)[t] * p_topk(s | t), where p_topk is "
