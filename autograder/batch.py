@@ -166,14 +166,10 @@ def shard_of(submission_id: str, count: int) -> int:
     return int.from_bytes(hashlib.sha256(submission_id.encode()).digest()[:8], "big") % count + 1
 
 
-def usable_cpus() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
 def default_jobs(*, needs_model: bool) -> int:
     """Parallel gradings that fit here: min(usable CPUs, available memory / the memory one
     grading may use: 3 GiB with P6's GPT-2, 1 GiB without), and at least 1."""
-    cpus = usable_cpus()
+    cpus = isolation.usable_cpus()
     try:
         with open("/proc/meminfo", encoding="ascii") as handle:
             info = dict(line.split(":", 1) for line in handle)
@@ -359,7 +355,7 @@ class Batch:
         self._tmpdirs.add(tmpdir)  # removed when the job ends, or by _stop_all
         os.chmod(tmpdir, 0o711)  # the sandbox user must reach the grading's folders inside it
         env = {**os.environ, "TMPDIR": str(tmpdir), "PYTHONUNBUFFERED": "1"}
-        env.setdefault("OMP_NUM_THREADS", str(max(1, usable_cpus() // self.jobs)))  # no oversubscription
+        env.setdefault("OMP_NUM_THREADS", str(max(1, isolation.usable_cpus() // self.jobs)))  # no oversubscription
         command = [sys.executable, "-m", "autograder", "grade", str(submission.path), "--results",
                    str(folder / "results.json"), "--rubric", str(self.rubric), "--device", self.device]
         if self.model:

@@ -35,6 +35,9 @@ from .results import TestResult
 from .rubric import GradedTest
 from .sandbox import Sandbox, StudentCodeError, StudentProcess
 
+RESERVE_FACTOR = 3.0     # times the reference's time kept back for each later test (see _reserve)
+RESERVE_DEFAULT_S = 5.0  # kept back for a later test whose reference time was not measured
+MIN_LIMIT_S = 1.0
 GRADED_TEST = pytest.StashKey[GradedTest]()
 OUTCOME = pytest.StashKey["Outcome"]()
 TIMING = pytest.StashKey["Timing"]()
@@ -136,6 +139,7 @@ class GradingPlugin:
         self.results: dict[str, TestResult] = {}
         self.problems: list[str] = []  # grader configuration problems found at collection
         self.deadline = None if time_budget_s is None else time.monotonic() + time_budget_s
+        self.run_order: list[GradedTest] = []  # the tests to run, in order (set at collection)
         self.time_budget_s = time_budget_s
 
     # -- collection ------------------------------------------------------------------------
@@ -164,6 +168,7 @@ class GradingPlugin:
             kept.append(item)
         order = {test_id: i for i, test_id in enumerate(self.tests)}
         items[:] = sorted(kept, key=lambda item: order[item.stash[GRADED_TEST].test_id])
+        self.run_order = [item.stash[GRADED_TEST] for item in items]
 
     def pytest_collection_finish(self, session):
         # The fork server of the first test started while pytest collected; wait for it here, so
@@ -192,6 +197,15 @@ class GradingPlugin:
     def rng(self, graded_test) -> np.random.Generator:
         return np.random.default_rng([self.seed, zlib.crc32(graded_test.test_id.encode())])
 
+    def _reserve(self, test: GradedTest) -> float:
+        """Seconds kept back for the tests after ``test``: each may need RESERVE_FACTOR times the
+        reference's measured time, or RESERVE_DEFAULT_S where none was measured (never more than
+        its own limit). So a submission that loops forever in one part cannot spend the time the
+        parts after it need."""
+        later = self.run_order[self.run_order.index(test) + 1:] if test in self.run_order else []
+        return sum(min(t.timeout, RESERVE_FACTOR * self.settings.reference_seconds[t.test_id]
+                       if t.test_id in self.settings.reference_seconds else RESERVE_DEFAULT_S) for t in later)
+
     def _time_limit(self, test: GradedTest) -> tuple[float, str]:
         """The test's time limit now, and why it is what it is (for timeout messages)."""
         limit, why = test.timeout, ""
@@ -199,10 +213,12 @@ class GradingPlugin:
         if reference is not None:
             why = f"the reference solution takes {reference:.3g} s here"
         if self.deadline is not None:
-            left = self.deadline - time.monotonic()
+            left = self.deadline - time.monotonic() - self._reserve(test)
             if left < limit:
-                limit = max(left, 1.0)
-                why = f"only {limit:.0f} s were left of the {self.time_budget_s:g} s the whole grading may take"
+                limit = max(left, MIN_LIMIT_S)
+                why = (f"{why}; only {limit:.0f} s could be spared of the {self.time_budget_s:g} s the whole "
+                       f"grading may take" if why else
+                       f"only {limit:.0f} s could be spared of the {self.time_budget_s:g} s the whole grading may take")
         return limit, why
 
     @pytest.fixture

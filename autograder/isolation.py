@@ -98,6 +98,40 @@ def allocate_identity() -> Identity:
                        f"that could not be killed)")
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may use: those it may run on (affinity), fewer when a CPU quota
+    (cgroup v2's cpu.max or v1's cfs quota, as a container such as Gradescope's sets) allows less;
+    at least 1. Used for torch's threads and batch's default number of jobs."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    quota = _cpu_quota()
+    return max(1, min(cpus, int(quota)) if quota is not None else cpus)
+
+
+def _cpu_quota() -> float | None:
+    """CPUs' worth of time the cgroup allows per period (None: no quota, or unknown)."""
+    try:
+        with open("/proc/self/cgroup", encoding="ascii") as handle:
+            lines = [line.rstrip("\n").split(":", 2) for line in handle]
+    except OSError:
+        return None
+    for _, controllers, path in lines:
+        if controllers == "":  # cgroup v2
+            try:
+                quota, period = Path(f"/sys/fs/cgroup{path}/cpu.max").read_text().split()
+                return None if quota == "max" else int(quota) / int(period)
+            except (OSError, ValueError):
+                continue
+        if "cpu" in controllers.split(","):  # cgroup v1
+            base = Path("/sys/fs/cgroup/cpu") / path.lstrip("/")
+            try:
+                quota = int((base / "cpu.cfs_quota_us").read_text())
+                period = int((base / "cpu.cfs_period_us").read_text())
+                return None if quota <= 0 else quota / period
+            except (OSError, ValueError):
+                continue
+    return None
+
+
 RUNS_FOLDER = Path("/run/autograder")  # as root: out of /tmp, which children get a private one of
 
 

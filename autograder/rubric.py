@@ -110,7 +110,7 @@ class RubricSettings:
     """
 
     time_budget_s: float | None = 540.0
-    model_timeout_factor: float = 10.0
+    model_timeout_factor: float = 20.0
     model_timeout_minimum_s: float = 30.0
 
     def model_timeout(self, reference_seconds: float) -> float:

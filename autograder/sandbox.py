@@ -99,11 +99,15 @@ THREADS_ENV = "AUTOGRADER_TORCH_THREADS"
 NAMESPACES_ENV = "AUTOGRADER_NAMESPACES"  # "0": never give children namespaces (to test the fallback)
 
 
-def torch_threads() -> int | None:
-    """torch's threads per child: AUTOGRADER_TORCH_THREADS if set (batch grading sets it to
-    cores / jobs), else None (torch's default: one per core)."""
-    value = os.environ.get(THREADS_ENV, "").strip()
-    return int(value) if value else None
+def torch_threads() -> int:
+    """torch's threads per child: AUTOGRADER_TORCH_THREADS if set, else OMP_NUM_THREADS (batch
+    sets it to CPUs / jobs), else the CPUs this process may use (isolation.usable_cpus: a
+    container's CPU quota counts, where torch would take one thread per core of the host)."""
+    for name in (THREADS_ENV, "OMP_NUM_THREADS"):
+        value = os.environ.get(name, "").strip()
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    return isolation.usable_cpus()
 
 
 class LauncherError(RuntimeError):

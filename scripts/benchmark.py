@@ -1,6 +1,7 @@
 """Benchmark: grading time and memory with a GPT-2 of the real size, and with the tiny model.
 
     .venv/bin/python scripts/benchmark.py [--device cpu|cuda] [--skip-tiny] [--data DIR] [--out FILE]
+                                          [--cpus 0.5] [--memory-mb 2048] [--per-token]
 
 Needs nothing from the network. It builds a GPT-2 of GPT-2 small's size (124M parameters: 12
 layers, width 768, vocabulary 50257, context 1024) with random weights from a fixed seed and the
@@ -18,6 +19,13 @@ Then, for each model, in a fresh models folder (so nothing is reused from earlie
    processes together: the proportional set size (PSS) of the grading process and all its
    descendants, summed, sampled every 100 ms (shared pages such as the model's weights count
    once in all).
+
+--per-token also grades p6d with a log_likelihood that calls the model once per token (right but
+unbatched), to show whether it passes within the derived time limits.
+
+--cpus and --memory-mb confine the later grading as Gradescope's CPU and memory settings would
+(cgroups; root only): its time then says how long a grading takes there, and a memory limit too
+small shows as processes killed and points lost.
 
 Prints a table and writes the figures as JSON (default benchmark.json). Each grading runs in a
 child process of this script: run it on a quiet machine, or read the ratios.
@@ -56,6 +64,8 @@ print(json.dumps({"wall_s": time.monotonic() - start, "score": report.score, "ma
                             "peak_rss_mb": r.peak_rss_mb,
                             "output": r.output[:300] if not r.passed else ""} for r in report.results]}))
 """
+
+_GRADE_RUBRIC = _GRADE.replace("results_path=sys.argv[6])", "results_path=sys.argv[6], rubric=sys.argv[7])")
 
 # Run in a child: import the checkpoint and build the reference cache, timed.
 _BUILD = """
@@ -153,9 +163,70 @@ def _is_launcher(pid: int) -> bool:
             and len(fields.get(b"NSpid", b"0").split()) == 1)
 
 
-def run_measured(command: list[str], env: dict) -> tuple[dict, dict]:
+class Confinement:
+    """A CPU share and memory limit for the gradings, as Gradescope sets them (its "CPU" and
+    "memory" settings are such limits): cgroups made here (root only; cgroup v1 or v2), which a
+    grading joins before it starts, its children with it. None of them: no limit."""
+
+    def __init__(self, *, cpus: float | None, memory_mb: int | None):
+        self.folders: list[Path] = []
+        self.cpus, self.memory_mb = cpus, memory_mb
+        if cpus is None and memory_mb is None:
+            return
+        name = f"autograder-benchmark-{os.getpid()}"
+        v1 = Path("/sys/fs/cgroup/cpu/cgroup.procs").exists()
+        if v1:
+            if cpus is not None:
+                self._make(Path("/sys/fs/cgroup/cpu") / name,
+                           {"cpu.cfs_period_us": "100000", "cpu.cfs_quota_us": str(int(cpus * 100000))})
+            if memory_mb is not None:
+                self._make(Path("/sys/fs/cgroup/memory") / name, {"memory.limit_in_bytes": str(memory_mb << 20)})
+        else:
+            settings = {}
+            if cpus is not None:
+                settings["cpu.max"] = f"{int(cpus * 100000)} 100000"
+            if memory_mb is not None:
+                settings["memory.max"] = str(memory_mb << 20)
+            self._make(Path("/sys/fs/cgroup") / name, settings)
+
+    def _make(self, folder: Path, settings: dict) -> None:
+        folder.mkdir()
+        self.folders.append(folder)
+        for key, value in settings.items():
+            (folder / key).write_text(value)
+
+    def join(self) -> None:
+        """In the child, before exec: move this process into the cgroups."""
+        for folder in self.folders:
+            (folder / "cgroup.procs").write_text(str(os.getpid()))
+
+    def oom_kills(self) -> int:
+        """How often the memory limit killed a process (cgroup v1's memory.oom_control, v2's
+        memory.events)."""
+        for folder in self.folders:
+            for name, key in (("memory.oom_control", "oom_kill"), ("memory.events", "oom_kill")):
+                file = folder / name
+                if file.exists():
+                    for line in file.read_text().splitlines():
+                        if line.startswith(key + " "):
+                            return int(line.split()[1])
+        return 0
+
+    def remove(self) -> None:
+        for folder in self.folders:
+            try:
+                folder.rmdir()
+            except OSError:
+                pass
+
+
+NO_CONFINEMENT = Confinement(cpus=None, memory_mb=None)
+
+
+def run_measured(command: list[str], env: dict, confinement: Confinement = NO_CONFINEMENT) -> tuple[dict, dict]:
     """Run command (which prints one JSON line last); returns (its JSON, peak memory of its tree)."""
-    process = subprocess.Popen(command, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(command, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=confinement.join if confinement.folders else None)
     peak = {"pss_mb": 0.0, "rss_sum_mb": 0.0, "processes": 0}
     done = threading.Event()
 
@@ -181,7 +252,8 @@ def run_measured(command: list[str], env: dict) -> tuple[dict, dict]:
     return json.loads(out.strip().splitlines()[-1]), peak
 
 
-def measure(model: str, *, device: str, models_root: Path, data: Path | None, seed: int) -> dict:
+def measure(model: str, *, device: str, models_root: Path, data: Path | None, seed: int,
+            confinement: Confinement = NO_CONFINEMENT) -> dict:
     env = {**os.environ, "AUTOGRADER_MODELS": str(models_root), "PYTHONPATH": str(REPO)}
     env.pop("AUTOGRADER_DATA_DIR", None)
     if data is not None:
@@ -194,7 +266,7 @@ def measure(model: str, *, device: str, models_root: Path, data: Path | None, se
         first, first_peak = run_measured([python, "-c", _GRADE, str(REPO), str(REPO / "reference"), model, device,
                                           str(seed), f"{results}/first.json"], env)
         second, peak = run_measured([python, "-c", _GRADE, str(REPO), str(REPO / "reference"), model, device,
-                                     str(seed), f"{results}/second.json"], env)
+                                     str(seed), f"{results}/second.json"], env, confinement)
     student = sum(r["student_seconds"] for r in second["rows"])
     model_rows = [r for r in second["rows"] if r["id"].startswith("p6")]
     return {
@@ -210,10 +282,47 @@ def measure(model: str, *, device: str, models_root: Path, data: Path | None, se
         "lost": {r["id"]: r["output"] for r in second["rows"] if not r["passed"]},
         "launcher": second["launcher"],
         "peak_memory": peak, "peak_memory_cache_build": build_peak, "peak_memory_first_grading": first_peak,
+        "confinement": {"cpus": confinement.cpus, "memory_mb": confinement.memory_mb,
+                        "oom_kills": confinement.oom_kills()},
         "p6_tests": {r["id"]: {"seconds": round(r["seconds"], 2), "student_seconds": round(r["student_seconds"], 2),
                                "peak_rss_mb": round(r["peak_rss_mb"]),
                                "timeout": round(r["timeout"], 1)} for r in model_rows},
     }
+
+
+PER_TOKEN_LIKELIHOOD = '''import torch
+
+
+def log_likelihood(model, text):
+    """One token at a time, with the cache: right, and unbatched."""
+    with torch.no_grad():
+        total, past = 0.0, None
+        for t in range(text.shape[1] - 1):
+            logits, past = model(text[:, t:t + 1], past=past)
+            total += torch.log_softmax(logits[0, -1].double(), dim=-1)[text[0, t + 1]].item()
+        return total
+'''
+
+
+def measure_per_token(model: str, *, device: str, models_root: Path, seed: int) -> dict:
+    """Grade p6d with a log_likelihood that calls the model once per token (right but unbatched),
+    to show whether such a submission passes within the derived time limits."""
+    import yaml
+    from autograder.rubric import DEFAULT_RUBRIC
+    env = {**os.environ, "AUTOGRADER_MODELS": str(models_root), "PYTHONPATH": str(REPO)}
+    env.pop("AUTOGRADER_DATA_DIR", None)
+    with tempfile.TemporaryDirectory() as folder:
+        folder = Path(folder)
+        shutil.copytree(REPO / "reference" / "submission", folder / "upload" / "submission")
+        (folder / "upload" / "submission" / "likelihood.py").write_text(PER_TOKEN_LIKELIHOOD)
+        data = yaml.safe_load(DEFAULT_RUBRIC.read_text(encoding="utf-8"))
+        data["tests"] = {k: v for k, v in data["tests"].items() if v["part"] == "p6d"}
+        (folder / "rubric.yaml").write_text(yaml.safe_dump(data))
+        os.chmod(folder, 0o755)
+        graded, _ = run_measured([sys.executable, "-c", _GRADE_RUBRIC, str(REPO), str(folder / "upload"), model, device,
+                                  str(seed), str(folder / "results.json"), str(folder / "rubric.yaml")], env)
+    return {r["id"]: {"passed": r["passed"], "seconds": round(r["seconds"], 1), "timeout": round(r["timeout"], 1)}
+            for r in graded["rows"] if r["id"].startswith("p6d")}
 
 
 def _table(results: list[dict]) -> str:
@@ -233,6 +342,14 @@ def _table(results: list[dict]) -> str:
                                                        list(r["peak_memory"].get("by_process", {}).items())[:4]))
     add("peak memory, cache build (PSS)", lambda r: f"{r['peak_memory_cache_build']['pss_mb']:.0f} MB")
     add("tests that lost points", lambda r: ", ".join(r["lost"]) or "none")
+    if any("per_token" in r for r in results):
+        add("per-token log_likelihood (p6d)", lambda r: ", ".join(
+            f"{k} {'passed' if v['passed'] else 'FAILED'} in {v['seconds']} s of {v['timeout']} s"
+            for k, v in r.get("per_token", {}).items()) or "-")
+    if any(r["confinement"]["cpus"] or r["confinement"]["memory_mb"] for r in results):
+        add("grading confined to", lambda r: f"{r['confinement']['cpus'] or 'all'} CPUs, "
+                                             f"{r['confinement']['memory_mb'] or 'unlimited'} MiB, "
+                                             f"{r['confinement']['oom_kills']} processes killed for memory")
     width = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(str(cell).ljust(w) for cell, w in zip(row, width)) for row in rows]
     for r in results:
@@ -252,7 +369,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="the course's data files (AUTOGRADER_DATA_DIR), e.g. ../shared/data/course")
     parser.add_argument("--seed", type=int, default=1, help="seed of the gradings (default 1)")
     parser.add_argument("--out", type=Path, default=Path("benchmark.json"))
+    parser.add_argument("--per-token", action="store_true",
+                        help="also grade p6d with a log_likelihood that runs the model once per token")
+    parser.add_argument("--cpus", type=float, default=None,
+                        help="CPU share of the (later) grading, e.g. 0.5, as Gradescope's CPU setting (root: cgroups)")
+    parser.add_argument("--memory-mb", type=int, default=None,
+                        help="memory limit of the (later) grading in MiB, as Gradescope's memory setting (root: cgroups)")
     args = parser.parse_args(argv)
+    confinement = Confinement(cpus=args.cpus, memory_mb=args.memory_mb)
     from autograder import models
     plans = []
     if not args.skip_real_size:
@@ -264,8 +388,15 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="autograder-benchmark-") as root:
             os.chmod(root, 0o755)  # the sandbox's user reads the model folders in it
             print(f"measuring {name} on {args.device} ...", file=sys.stderr, flush=True)
-            results.append({"model_name": name, **measure(model, device=args.device, models_root=Path(root),
-                                                             data=args.data, seed=args.seed)})
+            try:
+                results.append({"model_name": name, **measure(model, device=args.device, models_root=Path(root),
+                                                                 data=args.data, seed=args.seed, confinement=confinement)})
+                if args.per_token:
+                    results[-1]["per_token"] = measure_per_token(model, device=args.device, models_root=Path(root),
+                                                                 seed=args.seed)
+            finally:
+                if name == plans[-1][0]:
+                    confinement.remove()
     print(_table(results))
     args.out.write_text(json.dumps({"machine": {"cpu_count": os.cpu_count(), "python": sys.version.split()[0]},
                                     "results": results}, indent=1))

@@ -344,3 +344,43 @@ def test_course_tokenizer_files_load(tmp_path):
     text = "Hello world. Thou art a NeurIPS paper, naïve ☃"
     ids = tokenizer.encode(text)
     assert ids[:2] == [15496, 995] and tokenizer.decode(ids) == text
+
+
+# --- the memo of repeated calls (course_model.CallMemo) ----------------------------------------
+def _same(a, b) -> bool:
+    return a[0].shape == b[0].shape and torch.equal(a[0], b[0]) and len(a[1]) == len(b[1]) and \
+        all(torch.equal(x, y) for x, y in zip(a[1], b[1]))
+
+
+def test_memo_answers_repeated_calls_exactly_and_never_shares_a_tensor(tiny_dir):
+    plain, _ = load_course_model(tiny_dir)
+    remembering, _ = load_course_model(tiny_dir, remember_bytes=64 << 20)
+    prompt = tokens(1, 9, seed=5)
+    with torch.no_grad():
+        expected = plain(prompt)
+        first, second = remembering(prompt), remembering(prompt)
+        assert _same(first, expected) and _same(second, expected) and remembering._memo.hits == 1
+        assert second[0].data_ptr() != first[0].data_ptr()
+        second[0].add_(1.0)  # changing an answer in place changes no later answer
+        second[1][0].zero_()
+        assert _same(remembering(prompt), expected)
+        step = torch.tensor([[7]])
+        # the same past content, passed again by another object: answered from memory, exactly
+        following = plain(step, past=expected[1])
+        assert _same(remembering(step, past=first[1]), following)
+        assert _same(remembering(step, past=[p.clone() for p in first[1]]), following)
+        hits = remembering._memo.hits
+        # a past changed in place is another past: computed, not remembered
+        changed = [p.clone() for p in first[1]]
+        changed[0][0, 0, 0, 0, 0] += 1.0
+        assert _same(remembering(step, past=changed), plain(step, past=changed))
+        assert remembering._memo.hits == hits
+
+
+def test_memo_keeps_within_its_limit(tiny_dir):
+    remembering, _ = load_course_model(tiny_dir, remember_bytes=1 << 20)
+    with torch.no_grad():
+        for seed in range(20):
+            remembering(tokens(1, 30, seed=seed))  # (1, 30, 257) floats and the caches: ~60 KB each
+    memo = remembering._memo
+    assert 0 < memo.bytes <= 1 << 20 and len(memo.entries) < 20

@@ -2,6 +2,7 @@
 each test gets a fresh process, and files in the upload cannot replace modules."""
 import os
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -214,3 +215,25 @@ def test_a_symlinked_submission_folder_is_not_graded(tmp_path):
     (upload / "submission").symlink_to(target)
     with pytest.raises(SubmissionError, match="symbolic link"):
         locate_submission(upload)
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists("/sys/fs/cgroup/cpu/cgroup.procs"),
+                    reason="needs root and cgroup v1's cpu controller")
+def test_a_cpu_quota_limits_the_cpus_used(tmp_path):
+    """In a container allowed half a CPU (as Gradescope's are), torch gets one thread, not one per
+    core of the host."""
+    import subprocess
+    import sys
+    group = Path(f"/sys/fs/cgroup/cpu/autograder-test-{os.getpid()}")
+    group.mkdir()
+    try:
+        (group / "cpu.cfs_period_us").write_text("100000")
+        (group / "cpu.cfs_quota_us").write_text("50000")
+        done = subprocess.run([sys.executable, "-c", "from autograder import isolation, sandbox; "
+                               "print(isolation.usable_cpus(), sandbox.torch_threads())"],
+                              cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=60,
+                              env={k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "AUTOGRADER_TORCH_THREADS")},
+                              preexec_fn=lambda: (group / "cgroup.procs").write_text(str(os.getpid())))
+        assert done.stdout.split() == ["1", "1"], done.stderr
+    finally:
+        group.rmdir()
