@@ -88,6 +88,8 @@ def rubric_of_parts(path: Path, *parts: str) -> Path:
     return path
 
 
+pytest_plugins = ["pytester"]  # tests/test_grading_plugin.py runs the grading plugin in pytest of its own
+
 SEED = 12345  # every shared grading's seed (as grade_submission's)
 MUTANT_NAMES = pytest.StashKey[set]()
 

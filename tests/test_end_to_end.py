@@ -26,8 +26,8 @@ def p3_rubric(tmp_path_factory):
 P3_TITLES = [t for t in TITLES if t.startswith("[p3")]
 
 
-def test_reference_gets_full_marks(grade_submission):
-    graded = grade_submission(REFERENCE)
+def test_reference_gets_full_marks(shared_gradings):
+    graded = shared_gradings.grading()  # the reference on the whole rubric, shared with test_p6_grading
     validate_results(graded.json, rubric_titles=TITLES)
     assert graded.failed() == set(), {t: graded.output(t) for t in graded.failed()}
     extra_credit = sum(t.weight for t in load_rubric() if t.extra_credit)  # P6's p6g and p6h
