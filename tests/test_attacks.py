@@ -317,8 +317,13 @@ def answer_server():
     server.close()
 
 
-CASES = [pytest.param(name, "namespaces", id=name) for name in sorted(ATTACKS)] + \
-        [pytest.param(name, "fallback", id=f"{name}-fallback") for name in sorted(FALLBACK)]
+SLOW = {  # the cases that wait out a time limit, or import torch: left out of the quick loop (-m "not slow")
+    "infinite_loop", "ignored_signals", "memory_bomb", "fork_bomb", "runaway_recursion", "huge_return", "fill_the_disk",
+    "flood_output", "patch_torch_comparisons",
+}
+CASES = [pytest.param(name, "namespaces", id=name, marks=[pytest.mark.slow] if name in SLOW else [])
+         for name in sorted(ATTACKS)] + \
+        [pytest.param(name, "fallback", id=f"{name}-fallback", marks=pytest.mark.slow) for name in sorted(FALLBACK)]
 
 
 @pytest.mark.parametrize("name, mode", CASES)

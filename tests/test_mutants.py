@@ -55,6 +55,7 @@ def test_every_part_of_the_rubric_has_mutants(rubric_ids):
     assert caught == set(rubric_ids), f"checks no mutant fails: {set(rubric_ids) - caught}"
 
 
+@pytest.mark.slow  # about 20 gradings of the whole rubric's worth of parts: the quick loop leaves them out
 @pytest.mark.parametrize("name", [pytest.param(name, marks=pytest.mark.xdist_group(GROUPS[name]))
                                   for name in sorted(MUTANTS)])
 def test_mutant(shared_gradings, name):
