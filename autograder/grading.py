@@ -1,7 +1,8 @@
 """The pytest plugin that turns graded checks into scored rubric rows.
 
-Checks live in ``autograder/checks/test_*.py`` as ordinary pytest tests marked with the rubric
-id they score: ``@pytest.mark.graded("p3a_public")``. The plugin gives them fixtures:
+Checks live in each problem's folder (``autograder/problems/<name>/test_*.py``) as ordinary
+pytest tests marked with the rubric id they score: ``@pytest.mark.graded("p3a_public")``. The
+plugin gives them fixtures:
 
 - ``student``: a fresh ``ChildProcess`` for this test (the only way to run student code),
   with the test's rubric timeout as its wall-clock budget;

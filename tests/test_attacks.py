@@ -2,10 +2,17 @@
 
 Each case is the reference submission with one attack placed in P3's ``full_joint`` (part
 p3a), or at the import of its module (then all of P3 is attacked). The attacked function only
-returns a right answer if the attack succeeds, so a leak shows up as points. For every case:
-a valid results.json with a row for every rubric test, no points for the attacked part, full
-marks for every other part, the grader's files unchanged, no process of the child left behind,
-and a bounded wall time.
+returns a right answer if the attack succeeds, so a leak shows up as points. Each case is graded
+on the attacked problem alone: P3's rubric tests (and P2's where all of P3 is attacked, so that
+some part is left to keep its marks). For every case: a valid results.json with a row for every
+rubric test, no points for the attacked part, full marks for every other part (p3b and p3c run
+the attacked module too, in children of their own), the grader's files unchanged, no process
+of the child left behind, and a bounded wall time.
+
+Where the system gives children namespaces, each case runs with them ("namespaces"); the cases
+in FALLBACK (those whose defence differs without namespaces: the filesystem, processes,
+daemons, the disk, the network) run a second time with AUTOGRADER_NAMESPACES=0, the fallback a
+system without namespaces gets (a separate user, permissions, sweeps).
 
 Run it alone with ``.venv/bin/python -m pytest tests/test_attacks.py``. As root (Gradescope,
 CI) it exercises the full sandbox (separate user, no network); cases that only root can defend
@@ -29,14 +36,19 @@ import yaml
 from autograder import isolation
 from autograder.models import models_root
 from autograder.rubric import DEFAULT_RUBRIC
-from autograder.sandbox import Sandbox
-from conftest import COURSE_DATA, REPO, make_submission
+from autograder.sandbox import NAMESPACES_ENV, Sandbox
+from conftest import COURSE_DATA, REPO, make_submission, rubric_of_parts
 from gradescope_schema import validate_results
 
 ROOT = os.geteuid() == 0
-ATTACKED_PARTS = {"p3a"}
-FAST_PARTS = {"p1", "p2", "p3a", "p3b", "p3c"}  # graded beside the attack: quick parts only
-TIME_LIMIT_S = 4  # per test in this suite's rubric, so hanging attacks cost little
+P3 = ("p3a", "p3b", "p3c")
+# The rubric each kind of case is graded on (parts, or single test ids), and the parts that lose.
+# The attacked part is graded on its public test alone: its random test would run the same
+# attacked function a second time and, for the attacks that hang, wait out the limit again.
+GRADED = {"call": ("p3a_public", "p3b", "p3c"), "import": ("p3a_public", "p3b", "p3c", "p2"),
+          "everything": ("p3a_public", "p3b", "p3c", "p2")}
+ATTACKED = {"call": {"p3a"}, "import": set(P3), "everything": {*P3, "p2"}}
+TIME_LIMIT_S = 4  # per test in this suite's rubric (the reference's P3 and P2 tests take well under 0.5 s)
 WALL_LIMIT_S = 90
 
 CORRECT_REST = """
@@ -163,6 +175,13 @@ ATTACKS = {
 ROOT_ONLY = {"read_reference", "import_reference", "append_to_grader_files", "network_connection", "kill_the_grader",
              "daemon_rewrites_results", "fork_bomb", "read_reference_cache", "read_other_runs_copy", "zombie_leader_daemon",
              "fill_the_disk", "read_course_data"}
+FALLBACK = {  # the cases whose defence differs without namespaces (README, Threat model)
+    "infinite_loop", "ignored_signals", "memory_bomb", "fork_bomb", "kill_the_grader",  # ending the child's processes
+    "daemon_rewrites_results", "zombie_leader_daemon", "fake_results_files", "fill_the_disk",  # outliving it, writing
+    "read_reference", "import_reference", "append_to_grader_files", "read_reference_cache", "read_course_data",
+    "read_other_runs_copy", "network_connection",  # the grader's files, another run's copy, the network
+}
+assert FALLBACK <= set(ATTACKS)
 SYS_EXIT = {"x86_64": 60, "aarch64": 93}.get(os.uname().machine, 60)  # the raw exit syscall: one thread only
 
 
@@ -175,11 +194,40 @@ def grader_files_digest() -> str:
     return digest.hexdigest()
 
 
-def sandbox_processes(identities, markers) -> list[int]:
-    """Processes a run's children left: any of the uids it was given (as root), any carrying
-    its sandbox marker."""
-    uids = {identity.uid for identity in identities if identity.separate}
-    return [pid for pid, _, uid, _ in isolation._processes() if uid in uids or _marker_of(pid) in markers]
+def sandbox_processes(sandboxes, started: int, ended: int, *, grace_s: float = 3.0) -> list[int]:
+    """Processes the children of ``sandboxes`` left: any carrying one of their markers, and any
+    of the uids they were given (as root) that started while they graded (between ``started``
+    and ``ended``, boot_ticks). A slot's uid goes back to the pool when its grading ends, so
+    another grading running at the same time (another test run, a grading in the background)
+    may take it at once: its processes start after ``ended`` and are not this run's. A process
+    still there is looked at again for up to ``grace_s`` seconds: one that was killed may take a
+    moment to exit (a memory bomb frees gigabytes), one that outlived the sweep is still there
+    (the daemons of this suite live 10 s)."""
+    uids = {box.identity.uid for box in sandboxes if box.identity.separate}
+    markers = {box.marker for box in sandboxes}
+
+    def ours() -> list[int]:
+        return [pid for pid, _, uid, _ in isolation._processes() if (
+            _marker_of(pid) in markers or (uid in uids and started <= (_start_ticks(pid) or -1) <= ended))]
+    deadline = time.monotonic() + grace_s
+    left = ours()
+    while left and time.monotonic() < deadline:
+        time.sleep(0.1)
+        left = ours()
+    return left
+
+
+def boot_ticks() -> int:
+    """Now, in the clock ticks since boot that /proc/<pid>/stat gives start times in."""
+    return int(time.clock_gettime(time.CLOCK_BOOTTIME) * os.sysconf("SC_CLK_TCK"))
+
+
+def _start_ticks(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            return int(handle.read().rsplit(b")", 1)[1].split()[19])  # field 22, starttime
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def namespaces_here() -> bool:
@@ -229,12 +277,17 @@ def sandboxes(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def attack_rubric(tmp_path_factory) -> Path:
-    data = yaml.safe_load(DEFAULT_RUBRIC.read_text())
-    data["tests"] = {k: {**v, "timeout": TIME_LIMIT_S} for k, v in data["tests"].items() if v["part"] in FAST_PARTS}
-    path = tmp_path_factory.mktemp("rubric") / "rubric.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
+def attack_rubrics(tmp_path_factory) -> dict[str, Path]:
+    """Each kind of case's rubric (GRADED), every test's time limit TIME_LIMIT_S."""
+    folder = tmp_path_factory.mktemp("rubric")
+    rubrics = {}
+    for kind, parts in GRADED.items():
+        path = rubric_of_parts(folder / f"rubric-{kind}.yaml", *parts)
+        data = yaml.safe_load(path.read_text())
+        data["tests"] = {k: {**v, "timeout": TIME_LIMIT_S} for k, v in data["tests"].items()}
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        rubrics[kind] = path
+    return rubrics
 
 
 @pytest.fixture
@@ -264,10 +317,26 @@ def answer_server():
     server.close()
 
 
-@pytest.mark.parametrize("name", sorted(ATTACKS))
-def test_attack_is_contained(tmp_path, grade_submission, attack_rubric, answer_server, sandboxes, name):
+SLOW = {  # the cases that wait out a time limit, or import torch: left out of the quick loop (-m "not slow")
+    "infinite_loop", "ignored_signals", "memory_bomb", "fork_bomb", "runaway_recursion", "huge_return", "fill_the_disk",
+    "flood_output", "patch_torch_comparisons",
+}
+CASES = [pytest.param(name, "namespaces", id=name, marks=[pytest.mark.slow] if name in SLOW else [])
+         for name in sorted(ATTACKS)] + \
+        [pytest.param(name, "fallback", id=f"{name}-fallback", marks=pytest.mark.slow) for name in sorted(FALLBACK)]
+
+
+@pytest.mark.parametrize("name, mode", CASES)
+def test_attack_is_contained(tmp_path, monkeypatch, grade_submission, attack_rubrics, answer_server, sandboxes,
+                             name, mode):
     if name in ROOT_ONLY and not ROOT:
         pytest.skip("only the root sandbox (separate user, no network) defends against this")
+    if mode == "fallback":
+        if not ROOT:
+            pytest.skip("without root there is no separate user, so no namespaces either: every case runs the fallback")
+        monkeypatch.setenv(NAMESPACES_ENV, "0")
+    else:
+        monkeypatch.delenv(NAMESPACES_ENV, raising=False)
     files, where = ATTACKS[name]
     port, connections = answer_server
     results = tmp_path / "results" / "results.json"
@@ -299,14 +368,15 @@ def test_attack_is_contained(tmp_path, grade_submission, attack_rubric, answer_s
         else:
             link.symlink_to(REPO / "reference" / "submission")
         where = "import" if link.name == "p3_param_counts.py" else "everything"
+    kind = "call" if where == "loose" else where
     before = grader_files_digest()
 
-    start = time.monotonic()
+    start, started = time.monotonic(), boot_ticks()
     with concurrent:  # another grading run's private copy, there while this one runs
-        graded = grade_submission(folder, rubric=attack_rubric)
+        graded = grade_submission(folder, rubric=attack_rubrics[kind])
     from autograder.results import write_results
     write_results(graded.report, results)  # the real results file, which attacks aim at
-    elapsed = time.monotonic() - start
+    elapsed, ended, ended_at = time.monotonic() - start, boot_ticks(), time.time()
     if name in ("daemon_rewrites_results", "zombie_leader_daemon"):
         time.sleep(1.5)  # give a surviving daemon time to strike
 
@@ -314,8 +384,9 @@ def test_attack_is_contained(tmp_path, grade_submission, attack_rubric, answer_s
     validate_results(data, rubric_titles=[r.test.title for r in graded.report.results])
     assert data == graded.json, "results.json changed after grading"
     assert len(results.read_bytes()) < 1 << 20
-    lost = (set(graded.rows) if where == "everything" else
-            {t for t in graded.rows if t.split("_")[0] in (ATTACKED_PARTS if where != "import" else {"p3a", "p3b", "p3c"})})
+    rubric_rows = {t for t, row in graded.rows.items() if row.test.part != "grader"}  # a refusal adds a row of its own
+    assert {graded.rows[t].test.part for t in rubric_rows} == {entry.split("_")[0] for entry in GRADED[kind]}
+    lost = set(graded.rows) if kind == "everything" else {t for t in rubric_rows if graded.rows[t].test.part in ATTACKED[kind]}
     for test_id, row in graded.rows.items():
         if test_id in lost:
             assert row.score == 0, f"{test_id} earned points: {row.output}"
@@ -323,14 +394,16 @@ def test_attack_is_contained(tmp_path, grade_submission, attack_rubric, answer_s
             assert row.passed, f"{test_id} lost points: {row.output}"
     assert grader_files_digest() == before, "grader files changed"
     assert sandboxes or where == "everything", "grading made no sandbox"
-    left = sandbox_processes([box.identity for box in sandboxes], {box.marker for box in sandboxes})
-    assert left == [], f"processes of the child outlived grading: {describe_processes(left)}; isolation: " \
-                       f"{[box.launcher_report.get('isolation') for box in sandboxes]}"
+    isolations = [box.launcher_report.get("isolation") for box in sandboxes]
+    if mode == "fallback":  # AUTOGRADER_NAMESPACES=0 took effect: no child had a process tree of its own
+        assert all((isolation_ or {}).get("processes") != "private" for isolation_ in isolations), isolations
+    left = sandbox_processes(sandboxes, started, ended)
+    assert left == [], f"processes of the child outlived grading: {describe_processes(left)}; isolation: {isolations}"
     assert elapsed < WALL_LIMIT_S
     assert not connections, "the child reached the network"
     uids = {box.identity.uid for box in sandboxes if box.identity.separate}
     leftovers = [entry.path for folder in isolation.SHARED_FOLDERS if os.path.isdir(folder) for entry in os.scandir(folder)
-                 if entry.stat(follow_symlinks=False).st_uid in uids]
+                 if (lambda info: info.st_uid in uids and info.st_ctime <= ended_at)(entry.stat(follow_symlinks=False))]
     assert leftovers == [], "files of the child outlived grading"
 
 

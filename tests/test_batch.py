@@ -187,6 +187,7 @@ def scratch_folder():
         shutil.rmtree(folder, ignore_errors=True)
 
 
+@pytest.mark.slow
 def test_a_mixed_batch_grades_every_submission(export, full_run):
     root, entries = export
     done, out, seconds, leftovers = full_run
@@ -235,6 +236,7 @@ def test_a_mixed_batch_grades_every_submission(export, full_run):
     assert leftovers == []  # every grading's temporary folder removed, the stopped one's too
 
 
+@pytest.mark.slow
 def test_a_second_run_skips_what_is_done(export, rubric, full_run):
     root, _ = export
     _, out, _, _ = full_run
@@ -262,6 +264,7 @@ def _rows_of(path: Path, names: list[str]) -> list[dict]:
     return [row for row in read_csv(path) if row["id"] in names]
 
 
+@pytest.mark.slow
 def test_an_interrupted_batch_resumes_to_the_same_scores(export, rubric, full_run, tmp_path):
     with contextlib.ExitStack() as stack:
         _interrupted_then_resumed(stack, export, rubric, full_run, tmp_path)
@@ -298,6 +301,7 @@ def _interrupted_then_resumed(stack, export, rubric, full_run, tmp_path):
     assert read_csv(out / "scores.csv") == _rows_of(full_out / "scores.csv", SUBSET)
 
 
+@pytest.mark.slow
 def test_shards_merged_equal_one_run(export, rubric, full_run, tmp_path):
     folder = _subset(export, tmp_path, SUBSET)
     shared = tmp_path / "shared"  # like a Slurm job array writing to one folder

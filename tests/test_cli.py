@@ -143,6 +143,7 @@ def test_check_shows_each_failure_and_selects_parts(tmp_path):
     assert "p3b" not in done.stdout and not (REPO / "results" / "check.json").exists()
 
 
+@pytest.mark.slow
 def test_check_counts_hidden_tests_and_names_the_model(tmp_path):
     rubric = _rubric(tmp_path / "rubric.yaml", "p3a_public", "p3a_random", "p6d_public",
                      p3a_random={"visibility": "hidden"})

@@ -178,6 +178,7 @@ def _small_k_vectors():
     return vectors
 
 
+@pytest.mark.slow
 def test_p3_reference_and_sympy_forms_equal_enumeration():
     for k in _small_k_vectors():
         n = len(k)

@@ -13,6 +13,7 @@ from conftest import REFERENCE, REPO, TEMPLATE, make_submission, rubric_of_parts
 from gradescope_schema import validate_results
 
 TITLES = [t.title for t in load_rubric()]
+P6_PARTS = ("p6a", "p6b", "p6c", "p6d", "p6e", "p6f", "p6g", "p6h")
 
 
 @pytest.fixture(scope="module")
@@ -26,14 +27,25 @@ def p3_rubric(tmp_path_factory):
 P3_TITLES = [t for t in TITLES if t.startswith("[p3")]
 
 
-def test_reference_gets_full_marks(grade_submission):
-    graded = grade_submission(REFERENCE)
+def test_reference_gets_full_marks(shared_gradings):
+    graded = shared_gradings.grading()  # the reference on the whole rubric, shared with the next test
     validate_results(graded.json, rubric_titles=TITLES)
     assert graded.failed() == set(), {t: graded.output(t) for t in graded.failed()}
     extra_credit = sum(t.weight for t in load_rubric() if t.extra_credit)  # P6's p6g and p6h
     assert graded.json["score"] == graded.report.max_score + extra_credit > 0
 
 
+def test_reference_gets_full_marks_on_p6(shared_gradings):
+    """P6 as the reference grades on the tiny model (CPU): each row passes and says how it was graded."""
+    graded = shared_gradings.grading()  # the same grading as the test above
+    p6 = {t for t, row in graded.rows.items() if row.test.part in P6_PARTS}  # P6's rows, on the tiny model
+    assert len(p6) == 18 and p6 <= set(graded.rows) - graded.failed(), {t: graded.output(t) for t in p6 & graded.failed()}
+    assert "needs the course checkpoint" in graded.output("p6e_classification")  # says how p6e was graded
+    assert "Agrawal" in graded.output("p6c_distribution_public")  # states the test and its false-fail bound
+    assert "tiny" in graded.report.model
+
+
+@pytest.mark.slow
 def test_template_gets_zero_and_says_not_implemented(grade_submission):
     graded = grade_submission(TEMPLATE)
     validate_results(graded.json, rubric_titles=TITLES)
@@ -153,6 +165,7 @@ def _gradescope_tree(root, submission_source):
     return root
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (REPO / ".venv" / "bin" / "python").exists(), reason="needs setup.sh's .venv")
 def test_run_autograder_on_a_gradescope_tree(tmp_path):
     root = _gradescope_tree(tmp_path / "autograder", REFERENCE / "submission")
@@ -203,6 +216,7 @@ def test_grading_changes_no_permissions_of_the_checkout(grade_submission, p3_rub
         folder.chmod(mode)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(os.geteuid() != 0, reason="the sandbox set-up runs as root")
 def test_sandbox_set_up_succeeds_while_gradings_run(tmp_path, p3_rubric):
     """prepare-sandbox's self-check takes a slot of its own: gradings running meanwhile (whose

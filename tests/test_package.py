@@ -74,6 +74,7 @@ def _seed_venv(dest: Path) -> None:
         shutil.copytree(VENV, dest, symlinks=True)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (VENV / "bin" / "python").exists(), reason="needs setup.sh's .venv")
 def test_the_package_sets_up_and_grades_in_a_gradescope_tree(tmp_path):
     package = tmp_path / "autograder.zip"
@@ -118,6 +119,7 @@ def test_the_package_sets_up_and_grades_in_a_gradescope_tree(tmp_path):
 STUB_MAIN = "import sys\nprint('stub autograder', *sys.argv[1:])\n"
 
 
+@pytest.mark.slow
 def test_setup_rebuilds_a_venv_that_cannot_run_and_skips_an_unreachable_index(tmp_path):
     """setup.sh in a tree whose requirements are empty and whose autograder is a stub: only its
     own logic runs. The torch index is an address that never answers."""

@@ -19,7 +19,7 @@ def gaussian_latent(s: float, t: float):
     numbers they need. Python cannot hide a function's own state from code in the same process
     (gc and frames reach it), so the P5 checks are built so that knowing s and t gains nothing:
     they judge the estimator's mean and its variance, and that its draws come from the rng passed
-    in; the closed-form p(x) alone fails them (tests/test_p5_mutants.py tries)."""
+    in; the closed-form p(x) alone fails them (tests/mutants tries)."""
     scale, inverse_two_variance = float(s), 1.0 / (2.0 * float(t) ** 2)
     normaliser = float(1.0 / np.sqrt(2.0 * np.pi * float(t) ** 2))
 

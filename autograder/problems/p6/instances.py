@@ -4,7 +4,7 @@ Every instance is fixed by the model's sizes and the configured course data: pub
 the same for everybody; a submission's seeded instances are drawn from pools (the run's seed
 picks which), so the reference cache, built once, covers them all. Sources are strings (the
 course's, English written here, random letters from fixed seeds) or random token-id sequences;
-they are tokenized when the reference cache is built (autograder/p6/reference.py).
+they are tokenized when the reference cache is built (autograder/problems/p6/reference.py).
 """
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ p6d: ``log_likelihood(model, text)`` on public texts (2 and 3 tokens, 100 random
 English sentence, random token ids filling the model's context) and on texts drawn from the
 run's seed (random letters of 3..400 characters, token-id sequences up to the context, long
 passages, the course's strings when configured), each within LL_ATOL + LL_RTOL·|reference|
-(0.1 nats + 1e-4 relative, autograder/p6/checking.py). A sum missing one token's term, an
+(0.1 nats + 1e-4 relative, autograder/problems/p6/checking.py). A sum missing one token's term, an
 average, a misaligned shift or an extra first-token term is off by nats on some text.
 
 p6e: ``classification(model, text)``.

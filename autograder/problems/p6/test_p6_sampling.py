@@ -37,7 +37,7 @@ multiplying by it, moves the next-token distribution by at least twice the pass 
 entropy at every pool prompt and low temperature (≤ 0.7; the random check always draws one), at
 DRAWS draws; forgetting T after the first step moves the second token's pooled statistic to at
 least twice its pass band at every pool prompt and low temperature (tests/test_p6_units.py checks
-both margins, tests/test_p6_mutants.py each mutant). Feedback names the mistake the draws match
+both margins, tests/mutants each mutant). Feedback names the mistake the draws match
 (the same test passes against its distribution): argmax, T ignored, T multiplied, T at the first
 step only, k − 1 tokens kept. A correct sampler that draws differently
 (torch.distributions.Categorical, numpy, Gumbel-max, another device) keeps full marks: only its

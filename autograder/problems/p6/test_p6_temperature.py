@@ -4,7 +4,7 @@ In the child, the harness runs the model on a prompt, applies the course's top-k
 last position's logits (the grader's own top_k_logits, not the student's) and calls
 ``temperature_scale(logits, model, new_past, config, T, horizon)`` as sample() would. The result
 (1, V) is compared with the reference's on the same prompt, from the reference cache
-(autograder/p6/checking.py, ``check_scaled``):
+(autograder/problems/p6/checking.py, ``check_scaled``):
 - outside top-k ties (a logit within TIE_EPS = 1e-2 of the k-th, which another device's top-k
   may keep or drop), exactly the reference's surviving tokens must be kept (> -1e9);
 - horizon 1 and temperature None: kept logits within 1e-2 + 1e-4·|reference| (None: the

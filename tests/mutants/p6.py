@@ -1,15 +1,11 @@
-"""P6 proven by mutants, on the tiny model: each wrong submission loses exactly the checks it
-should, and each right-but-different one keeps full marks.
+"""P6's mutants, on the tiny model: the reference with one file changed, graded on the parts that
+could notice the change (every part that runs the changed function). The statistical checks fail
+a correct sampler with probability ≤ 1e-6, so the right-but-different samplers cannot flake in
+practice. The course's snippets, Shakespeare and NeurIPS strings join the pools when
+../shared/data/course is there (tests/test_mutants.py sets AUTOGRADER_DATA_DIR)."""
+from conftest import REFERENCE
 
-A mutant is the reference with one file changed. It is graded with a rubric of the parts that
-could notice the change (every part that runs the changed function), so "loses exactly these"
-also shows that nothing else moves. The statistical checks fail a correct sampler with
-probability ≤ 1e-6, so the right-but-different samplers cannot flake in practice. The course's
-snippets, Shakespeare and NeurIPS strings join the pools when ../shared/data/course is there.
-"""
-import pytest
-
-from conftest import COURSE_DATA, REFERENCE, make_submission, rubric_of_parts
+from . import BASES, cases, source
 
 SAMPLE = (REFERENCE / "submission" / "sample.py").read_text()
 LIKELIHOOD = (REFERENCE / "submission" / "likelihood.py").read_text()
@@ -19,9 +15,6 @@ DISTRIBUTION = {"p6c_distribution_public", "p6c_distribution_random"}
 SECOND = "p6c_second_step"
 H1 = {"p6f_public", "p6f_random"}
 H2 = {"p6h_public", "p6h_random"}
-FUNCTION = {"p6a": "bits_per_token(", "p6b": "added_parameters(", "p6c": "sample(", "p6d": "log_likelihood(",
-            "p6e": "classification(", "p6f": "temperature_scale(", "p6g": "per_token_temperature_matches_joint(",
-            "p6h": "temperature_scale("}
 
 
 def replace(source: str, old: str, new: str) -> str:
@@ -279,42 +272,15 @@ RIGHT_BUT_DIFFERENT = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def course_data():
-    with pytest.MonkeyPatch.context() as patch:
-        if COURSE_DATA.is_dir():
-            patch.setenv("AUTOGRADER_DATA_DIR", str(COURSE_DATA))
-        yield
+BASES.update({"sample.py": SAMPLE, "likelihood.py": LIKELIHOOD, "classifier.py": CLASSIFIER,
+              "p6_gpt2_counts.py": COUNTS})
 
 
-@pytest.fixture(scope="module")
-def rubrics(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("rubrics")
-    cache = {}
-
-    def rubric(parts: tuple) -> str:
-        if parts not in cache:
-            cache[parts] = rubric_of_parts(folder / f"{'-'.join(parts)}.yaml", *parts)
-        return cache[parts]
-    return rubric
+def _files(files: dict) -> dict:
+    return {name: source(text) for name, text in files.items()}
 
 
-@pytest.mark.parametrize("name", sorted(MUTANTS))
-def test_wrong_submission_loses_exactly_its_checks(tmp_path, grade_submission, rubrics, name):
-    files, parts, lose = MUTANTS[name]
-    graded = grade_submission(make_submission(tmp_path / name, files), rubric=rubrics(parts), model="tiny")
-    assert graded.failed() == lose, {t: graded.output(t) for t in graded.failed() ^ lose}
-    for test_id in lose:
-        assert graded.score(test_id) == 0
-        output = graded.output(test_id)
-        function = "top_k_logits(" if test_id == "p6c_top_k" else FUNCTION[test_id[:3]]
-        assert function in output and "Internal grader error" not in output, output  # names the call
-    for test_id, words in NAMES_THE_MISTAKE.get(name, {}).items():
-        assert words in graded.output(test_id), graded.output(test_id)
-
-
-@pytest.mark.parametrize("name", sorted(RIGHT_BUT_DIFFERENT))
-def test_right_but_different_keeps_full_marks(tmp_path, grade_submission, rubrics, name):
-    files, parts = RIGHT_BUT_DIFFERENT[name]
-    graded = grade_submission(make_submission(tmp_path / name, files), rubric=rubrics(parts), model="tiny")
-    assert graded.failed() == set(), {t: graded.output(t) for t in graded.failed()}
+PARTS = {name: entry[1] for name, entry in {**MUTANTS, **RIGHT_BUT_DIFFERENT}.items()}
+CASES = cases("p6", files_of=_files, mutants={name: (files, lose) for name, (files, _, lose) in MUTANTS.items()},
+              right={name: files for name, (files, _) in RIGHT_BUT_DIFFERENT.items()}, parts=PARTS.__getitem__,
+              names_the_mistake=NAMES_THE_MISTAKE)

@@ -1,9 +1,8 @@
-"""P3 proven by mutants: each wrong submission loses exactly the checks it should, and each
-right-but-different one keeps full marks."""
-import pytest
+"""P3's mutants: int64 overflow, float rounding, off-by-one Markov windows, types that are not
+exact ints; loops, reduce and small numpy ints keep full marks. Graded on P3's tests."""
+from . import BASES, cases, source
 
-from conftest import ids_of_part, make_submission, rubric_of_parts
-
+FILE = "p3_param_counts.py"
 CORRECT = """
 from math import prod
 def full_joint(k): return prod(k) - 1
@@ -99,55 +98,15 @@ RIGHT_BUT_DIFFERENT = {
 }
 
 
-@pytest.fixture
-def rubric(tmp_path):
-    """P3's tests only: grading the whole rubric (P6 included) would cost far more per mutant."""
-    return rubric_of_parts(tmp_path / "rubric-p3.yaml", "p3a", "p3b", "p3c")
+BASES[FILE] = source(CORRECT)
 
+# More that the feedback must say.
+FEEDBACK = {
+    "full_joint_no_minus_one": {"p3a_public": [
+        "full_joint([2, 2]) returned 4", "expected 3", "Hint: one joint probability is fixed by the others",
+        "7 of 7 answers wrong"]},
+    "full_joint_float": {"p3a_public": "a float (a count must be an exact int"},
+}
 
-@pytest.mark.parametrize("name", sorted(MUTANTS))
-def test_wrong_submission_loses_exactly_its_checks(tmp_path, grade_submission, rubric_ids, rubric, name):
-    source, lose = MUTANTS[name]
-    graded = grade_submission(make_submission(tmp_path / name, {"p3_param_counts.py": source}), rubric=rubric)
-    assert set(graded.rows) == ids_of_part(rubric_ids, "p3a", "p3b", "p3c")
-    assert graded.failed() == lose, {t: graded.output(t) for t in graded.failed() ^ lose}
-    for test_id in lose:
-        assert graded.score(test_id) == 0
-        function = {"p3a": "full_joint(", "p3b": "independent(", "p3c": "markov("}[test_id[:3]]
-        assert function in graded.output(test_id)  # feedback names the call that went wrong
-    for test_id, words in NAMES_THE_MISTAKE.get(name, {}).items():
-        assert words in graded.output(test_id), graded.output(test_id)
-
-
-@pytest.mark.parametrize("name", sorted(RIGHT_BUT_DIFFERENT))
-def test_right_but_different_keeps_full_marks(tmp_path, grade_submission, rubric_ids, rubric, name):
-    graded = grade_submission(make_submission(tmp_path / name, {"p3_param_counts.py": RIGHT_BUT_DIFFERENT[name]}),
-                              rubric=rubric)
-    assert graded.failed() == set(), {t: graded.output(t) for t in graded.failed()}
-    assert all(graded.score(t) > 0 for t in ids_of_part(rubric_ids, "p3a", "p3b", "p3c"))
-
-
-def test_feedback_names_call_expected_got_and_hint(tmp_path, grade_submission, rubric):
-    graded = grade_submission(make_submission(tmp_path / "s", {"p3_param_counts.py": MUTANTS["full_joint_no_minus_one"][0]}),
-                              rubric=rubric)
-    text = graded.output("p3a_public")
-    assert "full_joint([2, 2]) returned 4" in text and "expected 3" in text
-    assert "Hint: one joint probability is fixed by the others" in text
-    assert "7 of 7 answers wrong" in text
-    floats = grade_submission(make_submission(tmp_path / "f", {"p3_param_counts.py": MUTANTS["full_joint_float"][0]}),
-                              rubric=rubric)
-    assert "a float (a count must be an exact int" in floats.output("p3a_public")
-
-
-def test_each_run_draws_its_own_random_instances(tmp_path, grade_submission, rubric):
-    """An answer table for one seed's random instances fails under another seed."""
-    from autograder.problems.p3 import test_p3_param_counts as checks
-    import numpy as np
-    import zlib
-    rng = np.random.default_rng([1, zlib.crc32(b"p3a_random")])
-    table = {tuple(k): checks.reference.full_joint(k) for k in checks.random_k(rng, count=20)}
-    table.update({tuple(k): checks.reference.full_joint(k) for k in checks.PUBLIC_K})
-    source = replace("def full_joint(k): return prod(k) - 1", f"TABLE = {table!r}\ndef full_joint(k): return TABLE.get(tuple(k), 0)")
-    folder = make_submission(tmp_path / "table", {"p3_param_counts.py": source})
-    assert "p3a_random" not in grade_submission(folder, seed=1, rubric=rubric).failed()
-    assert "p3a_random" in grade_submission(folder, seed=2, rubric=rubric).failed()
+CASES = cases("p3", files_of=lambda text: {FILE: source(text)}, mutants=MUTANTS, right=RIGHT_BUT_DIFFERENT,
+              parts=("p3a", "p3b", "p3c"), names_the_mistake=NAMES_THE_MISTAKE, feedback=FEEDBACK)

@@ -1,14 +1,10 @@
-"""P1 proven by mutants: each wrong submission loses exactly the checks it should, and each
-right-but-different one keeps full marks. Grading uses a rubric of P1's tests only."""
-import pytest
-
+"""P1's mutants: each function written on its own (none calls another), so a mutant of one
+cannot touch the others. Graded on P1's tests."""
 from autograder.problems.p1 import test_p1_mle_kl as checks
-from conftest import make_submission, rubric_of_parts
 
-P1_IDS = {"p1_kl_public", "p1_kl_random", "p1_loglik_public", "p1_loglik_random", "p1_constant_public",
-          "p1_constant_random"}
+from . import BASES, cases, source
 
-# Each function written on its own (none calls another), so a mutant of one cannot touch the others.
+FILE = "p1_mle_kl.py"
 CORRECT = """
 import numpy as np
 
@@ -31,6 +27,7 @@ def theta_independent_term(p_xy):
     conditional = np.divide(p, p_x, out=np.zeros_like(p), where=p_x > 0)
     return float(np.sum(p[mask] * np.log(conditional[mask])))
 """
+BASES[FILE] = source(CORRECT)
 
 
 def replace(old: str, new: str, source: str = CORRECT) -> str:
@@ -138,49 +135,15 @@ RIGHT_BUT_DIFFERENT = {
 }
 
 
-@pytest.fixture
-def rubric(tmp_path):
-    return rubric_of_parts(tmp_path / "rubric-p1.yaml", "p1")
+# More that the feedback must say: the instance, what came back, the tolerance.
+FEEDBACK = {
+    "loglik_nan_where_q_is_zero": {"p1_loglik_public": [
+        "1 of 7 answers wrong", "q = 0 wherever p_xy = 0", "expected_log_likelihood(p_xy, q_y_given_x) returned nan",
+        "NaN or an infinity is never right", "Hint: ", "0·log 0 = 0"]},
+    "loglik_one_element_array": {"p1_loglik_public": ["an ndarray of shape (1,)", "a single number is wanted"]},
+    "kl_joint_instead_of_conditional": {"p1_kl_random": ["difference", "tolerance"]},
+}
 
-
-@pytest.mark.parametrize("name", sorted(MUTANTS))
-def test_wrong_submission_loses_exactly_its_checks(tmp_path, grade_submission, rubric, name):
-    source, lose = MUTANTS[name]
-    graded = grade_submission(make_submission(tmp_path / name, {"p1_mle_kl.py": source}), rubric=rubric)
-    assert set(graded.rows) == P1_IDS
-    assert graded.failed() == lose, {t: graded.output(t) for t in graded.failed() ^ lose}
-    for test_id in lose:
-        assert graded.score(test_id) == 0
-        function = {"kl": "expected_kl(", "loglik": "expected_log_likelihood(", "constant": "theta_independent_term("}
-        assert function[test_id.split("_")[1]] in graded.output(test_id)  # feedback names the call
-    for test_id, words in NAMES_THE_MISTAKE.get(name, {}).items():
-        assert words in graded.output(test_id), graded.output(test_id)
-
-
-def test_correct_base_keeps_full_marks(tmp_path, grade_submission, rubric):
-    graded = grade_submission(make_submission(tmp_path / "base", {"p1_mle_kl.py": CORRECT}), rubric=rubric)
-    assert graded.failed() == set(), {t: graded.output(t) for t in graded.failed()}
-
-
-@pytest.mark.parametrize("name", sorted(RIGHT_BUT_DIFFERENT))
-def test_right_but_different_keeps_full_marks(tmp_path, grade_submission, rubric, name):
-    graded = grade_submission(make_submission(tmp_path / name, {"p1_mle_kl.py": RIGHT_BUT_DIFFERENT[name]}), rubric=rubric)
-    assert graded.failed() == set(), {t: graded.output(t) for t in graded.failed()}
-    assert all(graded.score(t) == graded.rows[t].test.weight for t in P1_IDS)
-
-
-def test_feedback_names_instance_expected_got_and_hint(tmp_path, grade_submission, rubric):
-    graded = grade_submission(make_submission(tmp_path / "s", {"p1_mle_kl.py": MUTANTS["loglik_nan_where_q_is_zero"][0]}),
-                              rubric=rubric)
-    text = graded.output("p1_loglik_public")
-    assert "1 of 7 answers wrong" in text
-    assert "q = 0 wherever p_xy = 0" in text  # the instance
-    assert "expected_log_likelihood(p_xy, q_y_given_x) returned nan" in text
-    assert "NaN or an infinity is never right" in text and "Hint: " in text and "0·log 0 = 0" in text
-    array = grade_submission(make_submission(tmp_path / "a", {"p1_mle_kl.py": MUTANTS["loglik_one_element_array"][0]}),
-                             rubric=rubric)
-    assert "an ndarray of shape (1,)" in array.output("p1_loglik_public")
-    assert "a single number is wanted" in array.output("p1_loglik_public")
-    joint = grade_submission(make_submission(tmp_path / "j", {"p1_mle_kl.py": MUTANTS["kl_joint_instead_of_conditional"][0]}),
-                             rubric=rubric)
-    assert "difference" in joint.output("p1_kl_random") and "tolerance" in joint.output("p1_kl_random")
+CASES = cases("p1", files_of=lambda text: {FILE: source(text)}, mutants=MUTANTS,
+              right={"correct_base": CORRECT, **RIGHT_BUT_DIFFERENT}, parts=("p1",),
+              names_the_mistake=NAMES_THE_MISTAKE, feedback=FEEDBACK)

@@ -1,11 +1,9 @@
-"""P4 proven by mutants: each wrong submission loses exactly the checks it should, and each
-right-but-different one (other non-Gaussian marginals, other accepted types) keeps full marks.
-Grading uses a rubric of P4's tests only."""
-import pytest
+"""P4's mutants: Gaussian marginals (linear or constant mu2, also nearly deterministic), callables
+that are not functions of x1, bad sigmas and shapes; other non-Gaussian marginals and other
+accepted types keep full marks. Graded on P4's tests."""
+from . import BASES, cases, source
 
-from conftest import make_submission, rubric_of_parts
-
-P4_IDS = {"p4_same_space", "p4_counterexample_form", "p4_counterexample_marginal"}
+FILE = "p4_autoregressive.py"
 FORM_AND_MARGINAL = {"p4_counterexample_form", "p4_counterexample_marginal"}
 
 CORRECT = """
@@ -118,50 +116,22 @@ RIGHT_BUT_DIFFERENT = {
 }
 
 
-@pytest.fixture
-def rubric(tmp_path):
-    return rubric_of_parts(tmp_path / "rubric-p4.yaml", "p4")
+BASES[FILE] = source(CORRECT)
 
+# More that the feedback must say: the bad value and where, and the distance found.
+FEEDBACK = {
+    "linear_mean": {"p4_counterexample_marginal": [
+        "x2-marginal is Gaussian, or too close to one to tell", "total variation distance",
+        "Hint: your mu2 is linear in x1", "sigma2 constant (0.5)"]},
+    "sigma2_negative": {test_id: ["counterexample()['sigma2'](-", "expected a standard deviation: a finite number > 0"]
+                        for test_id in FORM_AND_MARGINAL},
+    "mu2_nan_beyond_2": {"p4_counterexample_marginal": "counterexample()['mu2'](2."},
+    "mu2_returns_list": {"p4_counterexample_form": ("returned [0.0], a list", "returned [4.0], a list")},
+    "mu2_random_jitter": {"p4_counterexample_form": "the same value every time"},
+    "same_space_string": {"p4_same_space": "returned 'False', a str"},
+    "same_space_int": {"p4_same_space": "return the bool itself, not an int"},
+    "tuple_not_dict": {"p4_counterexample_form": "counterexample() returned a tuple\nexpected a dict"},
+}
 
-@pytest.mark.parametrize("name", sorted(MUTANTS))
-def test_wrong_submission_loses_exactly_its_checks(tmp_path, grade_submission, rubric, name):
-    source, lose = MUTANTS[name]
-    graded = grade_submission(make_submission(tmp_path / name, {"p4_autoregressive.py": source}), rubric=rubric)
-    assert set(graded.rows) == P4_IDS
-    assert graded.failed() == lose, {t: graded.output(t) for t in graded.failed() ^ lose}
-    for test_id in lose:
-        assert graded.score(test_id) == 0
-        function = "same_hypothesis_space()" if test_id == "p4_same_space" else "counterexample()"
-        assert function in graded.output(test_id)
-        assert "Internal grader error" not in graded.output(test_id)
-    for test_id, words in NAMES_THE_MISTAKE.get(name, {}).items():
-        assert words in graded.output(test_id), graded.output(test_id)
-
-
-@pytest.mark.parametrize("name", sorted(RIGHT_BUT_DIFFERENT))
-def test_right_but_different_keeps_full_marks(tmp_path, grade_submission, rubric, name):
-    graded = grade_submission(make_submission(tmp_path / name, {"p4_autoregressive.py": RIGHT_BUT_DIFFERENT[name]}),
-                              rubric=rubric)
-    assert graded.failed() == set(), {t: graded.output(t) for t in graded.failed()}
-    assert all(graded.score(t) == graded.rows[t].test.weight for t in P4_IDS)
-
-
-def test_feedback_names_the_bad_value_and_the_gap(tmp_path, grade_submission, rubric):
-    def grade(name):
-        return grade_submission(make_submission(tmp_path / name, {"p4_autoregressive.py": MUTANTS[name][0]}), rubric=rubric)
-
-    linear = grade("linear_mean").output("p4_counterexample_marginal")
-    assert "x2-marginal is Gaussian, or too close to one to tell" in linear and "total variation distance" in linear
-    assert "Hint: your mu2 is linear in x1" in linear and "sigma2 constant (0.5)" in linear
-    negative = grade("sigma2_negative")
-    for test_id in FORM_AND_MARGINAL:
-        text = negative.output(test_id)
-        assert "counterexample()['sigma2'](-" in text and "expected a standard deviation: a finite number > 0" in text
-    assert "counterexample()['mu2'](2." in grade("mu2_nan_beyond_2").output("p4_counterexample_marginal")
-    listed = grade("mu2_returns_list").output("p4_counterexample_form")
-    assert "returned [0.0], a list" in listed or "returned [4.0], a list" in listed
-    jitter = grade("mu2_random_jitter").output("p4_counterexample_form")
-    assert "the same value every time" in jitter
-    assert "returned 'False', a str" in grade("same_space_string").output("p4_same_space")
-    assert "return the bool itself, not an int" in grade("same_space_int").output("p4_same_space")
-    assert "counterexample() returned a tuple\nexpected a dict" in grade("tuple_not_dict").output("p4_counterexample_form")
+CASES = cases("p4", files_of=lambda text: {FILE: source(text)}, mutants=MUTANTS, right=RIGHT_BUT_DIFFERENT,
+              parts=("p4",), names_the_mistake=NAMES_THE_MISTAKE, feedback=FEEDBACK)

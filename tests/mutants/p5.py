@@ -1,16 +1,17 @@
-"""P5 proven by mutants: each wrong submission loses exactly the checks it should, and each
-right-but-different one (other ways to draw z, log-sum-exp, other return types) keeps full
-marks. Grading uses a rubric of P5's tests only (parts p5a and p5b).
+"""P5's mutants: wrong averages, one draw reused, randomness not from the rng, wrong answers, and
+a cheat that reads the model's numbers out of the callables it is handed (it gains nothing);
+other ways to draw z, log-sum-exp and other return types keep full marks.
 
 The statistical checks fail a correct estimator with probability ≤ 1e-6 each, so the
-right-but-different cases below cannot flake in practice; every wrong one is off by many times
-its check's pass band (see autograder/problems/p5/test_p5_monte_carlo.py)."""
-import pytest
-
+right-but-different cases cannot flake in practice; every wrong one is off by many times its
+check's pass band (see autograder/problems/p5/test_p5_monte_carlo.py). A mutant of estimate_marginal
+alone ("a_…") is graded on p5a, which is all that calls it; one of log_estimate_marginal or
+log_estimator_is_unbiased alone ("b_…") on p5b; the others on both."""
 from autograder.problems.p5 import test_p5_monte_carlo as checks
-from conftest import make_submission, rubric_of_parts
 
-P5_IDS = {"p5a_public", "p5a_random", "p5a_variance", "p5a_rng", "p5b_answer", "p5b_public", "p5b_random", "p5b_rng"}
+from . import BASES, cases, source
+
+FILE = "p5_monte_carlo.py"
 A_STATS = {"p5a_public", "p5a_random"}
 B_STATS = {"p5b_public", "p5b_random"}
 
@@ -159,65 +160,23 @@ RIGHT_BUT_DIFFERENT = {
 }
 
 
-def test_the_model_callables_lead_to_no_model_object():
-    """What a P5 submission is handed: plain functions, no bound methods (``__self__``), no defaults,
-    no attributes, and nothing of the model in their globals; only their closures hold its two
-    numbers (see autograder/problems/p5/child.py: knowing them gains nothing, as the cheat above shows)."""
-    from autograder.problems.p5 import child as harness
-    sample_prior, likelihood = harness.gaussian_latent(1.37, 0.59)
-    for function in (sample_prior, likelihood):
-        assert not hasattr(function, "__self__") and not hasattr(function, "__wrapped__")
-        assert function.__defaults__ is None and function.__kwdefaults__ is None and function.__dict__ == {}
-        assert not any(value in (1.37, 0.59) for value in vars(harness).values() if isinstance(value, float))
-        assert all(type(c.cell_contents) is float for c in function.__closure__)
-    assert sample_prior(3, __import__("numpy").random.default_rng(0)).shape == (3,)
+BASES[FILE] = source(CORRECT)
+
+# More that the feedback must say: the instance, the test and its band, a hint.
+FEEDBACK = {
+    "a_sum": {"p5a_public": ["On the model z ~ N(0, 1.5²), x | z ~ N(z, 0.5²) with x = 0.8, k = 4",
+                             "Bernstein's inequality", "probability ≤", "Hint: the mean is about k = 4 times p(x)"]},
+    "b_mean_of_logs": {"p5b_public": ["log A's bias for k = 4", "two-sample normal approximation",
+                                      "Hint: your bias does not shrink with k"]},
+    "a_k_minus_one": {"p5a_public": ["returned inf", "expected a finite number"]},
+    "a_own_generator": {"p5a_rng": ["the same values both times", "sample_prior(k, rng)"]},
+    "b_answer_as_text": {"p5b_answer": "returned 'no', a str"},
+}
 
 
-@pytest.fixture
-def rubric(tmp_path):
-    return rubric_of_parts(tmp_path / "rubric-p5.yaml", "p5a", "p5b")
+def parts(name: str) -> tuple[str, ...]:
+    return ("p5a",) if name.startswith("a_") else ("p5b",) if name.startswith("b_") else ("p5a", "p5b")
 
 
-@pytest.mark.parametrize("name", sorted(MUTANTS))
-def test_wrong_submission_loses_exactly_its_checks(tmp_path, grade_submission, rubric, name):
-    source, lose = MUTANTS[name]
-    graded = grade_submission(make_submission(tmp_path / name, {"p5_monte_carlo.py": source}), rubric=rubric)
-    assert set(graded.rows) == P5_IDS
-    assert graded.failed() == lose, {t: graded.output(t) for t in graded.failed() ^ lose}
-    for test_id in lose:
-        assert graded.score(test_id) == 0
-        function = {"p5a": "estimate_marginal(", "p5b": "log_estimate_marginal("}[test_id[:3]]
-        if test_id == "p5b_answer":
-            function = "log_estimator_is_unbiased()"
-        assert function in graded.output(test_id)
-        assert "Internal grader error" not in graded.output(test_id)
-    for test_id, words in NAMES_THE_MISTAKE.get(name, {}).items():
-        assert words in graded.output(test_id), graded.output(test_id)
-
-
-@pytest.mark.parametrize("name", sorted(RIGHT_BUT_DIFFERENT))
-def test_right_but_different_keeps_full_marks(tmp_path, grade_submission, rubric, name):
-    graded = grade_submission(make_submission(tmp_path / name, {"p5_monte_carlo.py": RIGHT_BUT_DIFFERENT[name]}),
-                              rubric=rubric)
-    assert graded.failed() == set(), {t: graded.output(t) for t in graded.failed()}
-    assert all(graded.score(t) == graded.rows[t].test.weight for t in P5_IDS)
-
-
-def test_feedback_states_the_test_and_a_hint(tmp_path, grade_submission):
-    def grade(name, test_id):  # only the test whose feedback is read
-        rubric = rubric_of_parts(tmp_path / f"rubric-{test_id}.yaml", test_id)
-        graded = grade_submission(make_submission(tmp_path / name, {"p5_monte_carlo.py": MUTANTS[name][0]}), rubric=rubric)
-        return graded.output(test_id)
-
-    summed = grade("a_sum", "p5a_public")
-    assert "On the model z ~ N(0, 1.5²), x | z ~ N(z, 0.5²) with x = 0.8, k = 4" in summed
-    assert "Bernstein's inequality" in summed and "probability ≤" in summed
-    assert "Hint: the mean is about k = 4 times p(x)" in summed
-    logs = grade("b_mean_of_logs", "p5b_public")
-    assert "log A's bias for k = 4" in logs and "two-sample normal approximation" in logs
-    assert "Hint: your bias does not shrink with k" in logs
-    infinite = grade("a_k_minus_one", "p5a_public")
-    assert "returned inf" in infinite and "expected a finite number" in infinite
-    rng = grade("a_own_generator", "p5a_rng")
-    assert "the same values both times" in rng and "sample_prior(k, rng)" in rng
-    assert "returned 'no', a str" in grade("b_answer_as_text", "p5b_answer")
+CASES = cases("p5", files_of=lambda text: {FILE: source(text)}, mutants=MUTANTS, right=RIGHT_BUT_DIFFERENT,
+              parts=parts, names_the_mistake=NAMES_THE_MISTAKE, feedback=FEEDBACK)

@@ -1,13 +1,10 @@
-"""P2 proven by mutants: each wrong submission loses exactly the checks it should, and each
-right-but-different one (other shifts of the softmax parameters, other types) keeps full marks.
-Grading uses a rubric of P2's tests only."""
-import pytest
-
+"""P2's mutants: other shifts of the softmax parameters and other types keep full marks. Graded on
+P2's tests."""
 from autograder.problems.p2 import test_p2_gaussian_softmax as checks
-from conftest import make_submission, rubric_of_parts
 
-P2_IDS = {"p2_uniform_public", "p2_nonuniform_public", "p2_random"}
+from . import BASES, cases, source
 
+FILE = "p2_gaussian_softmax.py"
 CORRECT = """
 import numpy as np
 
@@ -99,39 +96,16 @@ RIGHT_BUT_DIFFERENT = {
 }
 
 
-@pytest.fixture
-def rubric(tmp_path):
-    return rubric_of_parts(tmp_path / "rubric-p2.yaml", "p2")
+BASES[FILE] = source(CORRECT)
 
+# More that the feedback must say.
+FEEDBACK = {
+    "no_log_prior": {"p2_nonuniform_public": [
+        "4 of 4 answers wrong", "prior (0.2, 0.8)",
+        "Hint: your b leaves out log π_y: that is only right when the prior is uniform",
+        "any shift shared by all 2 rows is accepted"]},
+    "b_column": {"p2_uniform_public": ["b with shape (2, 1)", "expected b with shape (2,)"]},
+}
 
-@pytest.mark.parametrize("name", sorted(MUTANTS))
-def test_wrong_submission_loses_exactly_its_checks(tmp_path, grade_submission, rubric, name):
-    source, lose = MUTANTS[name]
-    graded = grade_submission(make_submission(tmp_path / name, {"p2_gaussian_softmax.py": source}), rubric=rubric)
-    assert set(graded.rows) == P2_IDS
-    assert graded.failed() == lose, {t: graded.output(t) for t in graded.failed() ^ lose}
-    for test_id in lose:
-        assert graded.score(test_id) == 0
-        assert "softmax_parameters(pi, mu, sigma)" in graded.output(test_id)
-    for test_id, words in NAMES_THE_MISTAKE.get(name, {}).items():
-        assert words in graded.output(test_id), graded.output(test_id)
-
-
-@pytest.mark.parametrize("name", sorted(RIGHT_BUT_DIFFERENT))
-def test_right_but_different_keeps_full_marks(tmp_path, grade_submission, rubric, name):
-    graded = grade_submission(make_submission(tmp_path / name, {"p2_gaussian_softmax.py": RIGHT_BUT_DIFFERENT[name]}),
-                              rubric=rubric)
-    assert graded.failed() == set(), {t: graded.output(t) for t in graded.failed()}
-    assert all(graded.score(t) == graded.rows[t].test.weight for t in P2_IDS)
-
-
-def test_feedback_for_a_uniform_only_answer_says_so(tmp_path, grade_submission, rubric):
-    graded = grade_submission(make_submission(tmp_path / "s", {"p2_gaussian_softmax.py": MUTANTS["no_log_prior"][0]}),
-                              rubric=rubric)
-    text = graded.output("p2_nonuniform_public")
-    assert "4 of 4 answers wrong" in text and "prior (0.2, 0.8)" in text
-    assert "Hint: your b leaves out log π_y: that is only right when the prior is uniform" in text
-    assert "any shift shared by all 2 rows is accepted" in text
-    column = grade_submission(make_submission(tmp_path / "c", {"p2_gaussian_softmax.py": MUTANTS["b_column"][0]}),
-                              rubric=rubric)
-    assert "b with shape (2, 1)" in column.output("p2_uniform_public") and "expected b with shape (2,)" in column.output("p2_uniform_public")
+CASES = cases("p2", files_of=lambda text: {FILE: source(text)}, mutants=MUTANTS, right=RIGHT_BUT_DIFFERENT,
+              parts=("p2",), names_the_mistake=NAMES_THE_MISTAKE, feedback=FEEDBACK)
