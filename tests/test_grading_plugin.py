@@ -105,7 +105,10 @@ def test_each_check_becomes_a_scored_row_with_its_weight_and_feedback(graded_row
     assert rows["p3a_pass"].output == "Correct."
     assert rows["p3a_fail"].output == "double(2) returned 4, expected 5"  # the check's own words, nothing added
     assert rows["p3a_error"].output.startswith("Internal grader error (not a fault of your submission")
-    assert "KeyError: 'a bug in the check'" in rows["p3a_error"].output
+    # the student sees a plain sentence; the traceback is the staff's (the hidden diagnostics row)
+    assert "KeyError" not in rows["p3a_error"].output
+    assert any("p3a_error: internal grader error" in d and "KeyError: 'a bug in the check'" in d
+               for d in plugin.diagnostics), plugin.diagnostics
     assert rows["p3a_skip"].output == "Not graded here: needs a GPU"
     assert rows["p3b_partial"].output == "1 of 2 instances right"
     assert rows["p3b_noted"].output == "right, and here is why" and rows["p3b_noted"].test.visibility == "hidden"
@@ -146,6 +149,9 @@ def test_checks_the_rubric_does_not_know_are_named_not_scored(graded_rows):
 def test_a_check_file_that_cannot_load_still_gives_every_row(graded_rows):
     rows, _, _, plugin = graded_rows("import this_module_does_not_exist\n")
     assert len(rows) == 8 and all(row.score == 0 and row.grader_fault for row in rows.values())
-    assert all("could not be loaded" in row.output and "this_module_does_not_exist" in row.output
-               for row in rows.values())
+    # each row says plainly that the grader could not load its check; the import error is the staff's
+    assert all(row.output.startswith("Not graded (grader configuration)") and "could not be loaded" in row.output
+               and "this_module_does_not_exist" not in row.output for row in rows.values())
+    assert any("could not be loaded" in p for p in plugin.problems), plugin.problems
+    assert any("could not be loaded" in d and "this_module_does_not_exist" in d for d in plugin.diagnostics)
 
