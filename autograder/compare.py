@@ -177,6 +177,13 @@ def as_bool(value, *, call: str, hint: str = "", instance: str = "") -> bool:
           hint=hint, instance=instance)
 
 
+def expect_answer(value, expected: bool, *, call: str, why: str, hint: str = "") -> None:
+    """A yes/no question's answer: ``value`` must be a bool (``as_bool``; ``hint`` says what the
+    question asks) equal to ``expected``; else CheckFailed, with ``why`` as the hint."""
+    if as_bool(value, call=call, hint=hint) is not expected:
+        raise CheckFailed(feedback(call=call, got=repr(not expected), expected=repr(expected), hint=why))
+
+
 def as_array(value, *, shape: tuple, call: str, hint: str = "", instance: str = "", name: str = "the value") -> np.ndarray:
     """``value`` as a float64 ndarray of exactly ``shape``, when it is an ndarray or a tensor
     (TensorValue) of an integer or floating dtype with finite entries. Bool and complex arrays,

@@ -21,7 +21,7 @@
 import numpy as np
 import pytest
 
-from autograder.compare import CheckFailed, as_bool, as_real, feedback
+from autograder.compare import CheckFailed, as_real, expect_answer, feedback
 
 MODULE = "p4_autoregressive"
 CALL = "counterexample()"
@@ -34,12 +34,10 @@ MARGINAL_FIX = ("Make the x2-marginal a mixture that no single Gaussian matches,
 @pytest.mark.graded("p4_same_space")
 def test_same_hypothesis_space(student, outcome):
     call = "same_hypothesis_space()"
-    answer = as_bool(student.call(MODULE, "same_hypothesis_space"), call=call,
-                     hint="answer the question with a bool: do both model families cover the same distributions?")
-    if answer:
-        raise CheckFailed(feedback(call=call, got="True", expected="False",
-                                   hint="for n = 2 the reverse model's x_2-marginal is always one Gaussian N(mu2', "
-                                        "sigma2'^2), while the forward model's is a mixture over x_1 that can be bimodal."))
+    expect_answer(student.call(MODULE, "same_hypothesis_space"), False, call=call,
+                  hint="answer the question with a bool: do both model families cover the same distributions?",
+                  why="for n = 2 the reverse model's x_2-marginal is always one Gaussian N(mu2', sigma2'^2), while the "
+                      "forward model's is a mixture over x_1 that can be bimodal.")
     outcome.note("same_hypothesis_space() is False.")
 
 

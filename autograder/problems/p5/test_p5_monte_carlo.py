@@ -38,7 +38,7 @@ import math
 import numpy as np
 import pytest
 
-from autograder.compare import (FALSE_FAIL, CheckFailed, as_bool, expect_mean, feedback, mean_test,
+from autograder.compare import (FALSE_FAIL, CheckFailed, expect_answer, expect_mean, feedback, mean_test,
                                 two_sample_mean_test, variance_test)
 
 MODULE = "p5_monte_carlo"
@@ -207,9 +207,9 @@ def _p5b_hint(student_bias: float, reference_bias: float, k: int, k1_bias: float
                 + wanted)
     if k > 1 and abs(student_bias - k1_bias) < abs(student_bias - reference_bias):
         if abs(math.log(spread / single_draw_spread)) < abs(math.log(spread * k / single_draw_spread)):
-            return (f"your bias does not shrink with k, and your values vary as much as log p(x|z) for a single draw: "
-                    f"one draw reused for all k terms? Draw z = sample_prior(k, rng) once, as k draws, and average "
-                    f"likelihood(x, z) over all of them before the log. " + wanted)
+            return ("your bias does not shrink with k, and your values vary as much as log p(x|z) for a single draw: "
+                    "one draw reused for all k terms? Draw z = sample_prior(k, rng) once, as k draws, and average "
+                    "likelihood(x, z) over all of them before the log. " + wanted)
         return ("your bias does not shrink with k: it matches the average of log p(x|z) over the draws. Return the log "
                 "of the average likelihood, not the average of the logs: " + wanted)
     if abs(student_bias) < abs(reference_bias):
@@ -256,12 +256,10 @@ def test_log_estimate_bias_random(student, rng, outcome):
 @pytest.mark.graded("p5b_answer")
 def test_log_estimator_is_not_unbiased(student, outcome):
     call = "log_estimator_is_unbiased()"
-    answer = as_bool(student.call(MODULE, "log_estimator_is_unbiased"), call=call,
-                     hint="answer with a bool: is E[log A] = log p(x)?")
-    if answer:
-        raise CheckFailed(feedback(call=call, got="True", expected="False",
-                                   hint="log is strictly concave, so E[log A] < log E[A] = log p(x) (Jensen) unless A "
-                                        "is constant: log A underestimates log p(x) on average."))
+    expect_answer(student.call(MODULE, "log_estimator_is_unbiased"), False, call=call,
+                  hint="answer with a bool: is E[log A] = log p(x)?",
+                  why="log is strictly concave, so E[log A] < log E[A] = log p(x) (Jensen) unless A is constant: "
+                      "log A underestimates log p(x) on average.")
     outcome.note("log_estimator_is_unbiased() is False.")
 
 

@@ -9,7 +9,7 @@ import itertools
 
 import pytest
 
-from autograder.compare import CheckFailed, as_bool, check_each, expect_exact_int, feedback, map_calls
+from autograder.compare import check_each, expect_answer, expect_exact_int, map_calls
 from autograder.sandbox import StudentCodeError
 from reference.submission import p6_gpt2_counts as reference
 
@@ -106,9 +106,7 @@ def test_added_parameters_random(student, rng, outcome):
 @pytest.mark.graded("p6g_answer")
 def test_per_token_temperature_answer(student, outcome):
     call = "per_token_temperature_matches_joint()"
-    got = as_bool(student.call(MODULE, "per_token_temperature_matches_joint"), call=call)
-    if got is not False:
-        raise CheckFailed(feedback(call=call, got=repr(got), expected="False",
-                                   hint="each step's normaliser sum_x p(x | prefix)^(1/T) depends on the prefix, so the "
-                                        "product of per-step tempered distributions is not p(x)^(1/T) / Z."))
+    expect_answer(student.call(MODULE, "per_token_temperature_matches_joint"), False, call=call,
+                  why="each step's normaliser sum_x p(x | prefix)^(1/T) depends on the prefix, so the product of "
+                      "per-step tempered distributions is not p(x)^(1/T) / Z.")
     outcome.note("Right: per-step normalisers depend on the prefix.")
