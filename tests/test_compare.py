@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from autograder.child.codec import TensorValue
-from autograder.compare import (CheckFailed, as_array, as_bool, as_real, binomial_too_few, expect_close,
-                                expect_close_up_to_shift, is_half_precision, known_mistake, mean_test,
-                                multinomial_fit_test, normal_threshold, pooled_fit_test, two_sample_mean_test,
-                                variance_test)
+from autograder.compare import (CheckFailed, as_array, as_bool, as_real, expect_close, expect_close_up_to_shift,
+                                is_half_precision, known_mistake)
+from autograder.statistical import (binomial_too_few, mean_test, multinomial_fit_test, normal_threshold,
+                                    pooled_fit_test, two_sample_mean_test, variance_test)
 
 
 def tensor(value, dtype="torch.float32"):

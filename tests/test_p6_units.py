@@ -6,7 +6,8 @@ import pickle
 import numpy as np
 import pytest
 
-from autograder.compare import CheckFailed, kl_threshold, multinomial_fit_test
+from autograder.compare import CheckFailed
+from autograder.statistical import kl_threshold, multinomial_fit_test
 from autograder.problems.p6 import data as p6_data
 from autograder.problems.p6.checking import MASKED, TIE_EPS, check_scaled
 from autograder.problems.p6.reference import Prompt, Scaled

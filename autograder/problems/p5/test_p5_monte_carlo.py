@@ -14,7 +14,7 @@ Statistical tests (autograder/compare.py), each check's false-fail probability â
   feedback states these numbers for every cell).
 - p5a_variance: an estimator can be unbiased and still not the one asked for (one z drawn and
   reused for all k terms: E[A] = p(x), Var[A] = Var_z[p(x|z)], k times too much). The sample
-  variance of RUNS estimates is tested against Var_z[p(x|z)] / k (compare.variance_test:
+  variance of RUNS estimates is tested against Var_z[p(x|z)] / k (statistical.variance_test:
   Bernstein's inequality for the squared deviations, whose spread comes from A's exact fourth
   central moment, and for the mean; exact, no normal approximation), on the public cells with
   k > 1 and one random cell. The band is a few percent of the variance; one draw reused (a
@@ -38,8 +38,8 @@ import math
 import numpy as np
 import pytest
 
-from autograder.compare import (FALSE_FAIL, CheckFailed, expect_answer, expect_mean, feedback, mean_test,
-                                two_sample_mean_test, variance_test)
+from autograder.compare import CheckFailed, expect_answer, feedback
+from autograder.statistical import FALSE_FAIL, expect_mean, mean_test, two_sample_mean_test, variance_test
 
 MODULE = "p5_monte_carlo"
 RUNS = 20_000  # estimator calls per cell: about 0.15 s for a vectorised estimator

@@ -19,7 +19,7 @@ matching seeded text.
   (FLAT_TEMPERATURES, 4..6, where the top-k is flat enough that its k-th token is drawn tens of
   times); the counts of the next token are tested against the reference distribution
   softmax(top-k logits / T) from the cache with a G-test whose threshold comes from Agrawal's
-  finite-sample bound (compare.multinomial_fit_test), and the k-th token's count against its
+  finite-sample bound (statistical.multinomial_fit_test), and the k-th token's count against its
   probability by Chernoff's bound (a sampler keeping k − 1 tokens never draws it; the random
   check picks, of four pool prompts, the one where the k-th token is likeliest). A correct
   sampler fails with probability ≤ 1e-6 per check (split evenly over temperatures and the two
@@ -30,7 +30,7 @@ matching seeded text.
   above, and the second token, for every first token drawn at least MIN_GROUP times, against
   softmax(top-k logits after prompt + first token / T) computed in a clean child (one forward of
   the prompt and one batched forward of those first tokens), by one pooled G-test
-  (compare.pooled_fit_test, Agrawal's bound for independent groups). A sampler that applies the
+  (statistical.pooled_fit_test, Agrawal's bound for independent groups). A sampler that applies the
   temperature at the first step only, or multiplies by it later, fails it.
 Power, on the tiny model: greedy decoding and skipping top-k fail at any prompt; ignoring T, or
 multiplying by it, moves the next-token distribution by at least twice the pass band in relative
@@ -48,8 +48,8 @@ import numpy as np
 import pytest
 
 from autograder.child.codec import TensorValue, describe
-from autograder.compare import (FALSE_FAIL, CheckFailed, binomial_too_few, expect_fit, feedback, multinomial_fit_test,
-                                pooled_fit_test, short)
+from autograder.compare import CheckFailed, feedback, short
+from autograder.statistical import FALSE_FAIL, binomial_too_few, expect_fit, multinomial_fit_test, pooled_fit_test
 from autograder.problems.p6.checking import TIE_EPS, describe_tokens, passed_on, reference_for, sequence
 from autograder.problems.p6.instances import HIGH_TEMPERATURES, LOW_TEMPERATURES
 from autograder.problems.p6.reference import MASK_LEVEL, NEAR, Prompt
