@@ -34,6 +34,9 @@ class Mutant:
     lose: the rubric tests it must lose (score 0); every other test of its parts keeps full marks.
     words: rubric test id -> what its feedback must contain: each entry a string, or a tuple of
         strings of which one must appear.
+    may_lose: rubric tests that may catch it or not, depending on the instances drawn (the
+        course's data joins P6's pools only where it is here); their words are checked when they
+        catch it.
     """
 
     name: str
@@ -41,6 +44,7 @@ class Mutant:
     parts: tuple
     lose: frozenset = frozenset()
     words: dict = field(default_factory=dict)
+    may_lose: frozenset = frozenset()
 
 
 def source(text: str) -> str:
@@ -54,7 +58,7 @@ def replace(source_text: str, old: str, new: str) -> str:
 
 
 def cases(problem: str, *, files_of, mutants: dict, right: dict, parts, names_the_mistake: dict,
-          feedback: dict | None = None) -> list[Mutant]:
+          feedback: dict | None = None, may_lose: dict | None = None) -> list[Mutant]:
     """A problem's mutants and right-but-different submissions as table rows.
 
     files_of(value) -> {file: source}; mutants: name -> (value, rubric ids lost); right: name ->
@@ -63,7 +67,7 @@ def cases(problem: str, *, files_of, mutants: dict, right: dict, parts, names_th
     rows = []
     for name, (value, lose) in mutants.items():
         rows.append(Mutant(f"{problem}-{name}", files_of(value), _parts(parts, name), frozenset(lose),
-                           _words(name, names_the_mistake, feedback)))
+                           _words(name, names_the_mistake, feedback), frozenset((may_lose or {}).get(name, ()))))
     for name, value in right.items():
         rows.append(Mutant(f"{problem}-{name}", files_of(value), _parts(parts, name),
                            words=_words(name, {}, feedback)))

@@ -57,7 +57,7 @@ MUTANTS = {
     # p6c, p6h: top_k_logits keeps k + 1 tokens
     "top_k_keeps_k_plus_one": (sample_file("    values, _ = torch.topk(logits, k)  # (B, k), sorted descending",
                                            "    values, _ = torch.topk(logits, min(k + 1, logits.size(-1)))"),
-                               ("p6c", "p6h"), {"p6c_top_k", "p6c_support", *DISTRIBUTION}),
+                               ("p6c", "p6h"), {"p6c_top_k", *DISTRIBUTION}),
     # p6c: the temperature at the first step only, later steps at T = 1
     "temperature_first_step_only": (sample_file(SCALE_CALL, SCALE_CALL.replace("config, temperature,", "config, "
                                                 "temperature if len(output) == 1 else None,")), ("p6c",), {SECOND}),
@@ -281,6 +281,11 @@ def _files(files: dict) -> dict:
 
 
 PARTS = {name: entry[1] for name, entry in {**MUTANTS, **RIGHT_BUT_DIFFERENT}.items()}
-CASES = cases("p6", files_of=_files, mutants={name: (files, lose) for name, (files, _, lose) in MUTANTS.items()},
+# Tests whose power against a mutant depends on the instances drawn: the support test sees k + 1
+# tokens only when a draw lands on the 41st token, which has little mass in some prompt pools
+# (with the course's data here it does; without, it need not); p6c_top_k catches it exactly.
+MAY_LOSE = {"top_k_keeps_k_plus_one": {"p6c_support"}}
+
+CASES = cases("p6", files_of=_files, may_lose=MAY_LOSE, mutants={name: (files, lose) for name, (files, _, lose) in MUTANTS.items()},
               right={name: files for name, (files, _) in RIGHT_BUT_DIFFERENT.items()}, parts=PARTS.__getitem__,
               names_the_mistake=NAMES_THE_MISTAKE)
