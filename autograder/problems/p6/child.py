@@ -261,27 +261,27 @@ def _model_last_logits(child, prompt):
 
 
 # -- student harnesses --------------------------------------------------------------------------
-@harness("p6_log_likelihood")
-def p6_log_likelihood(child, *, texts):
-    """log_likelihood(model, text) for each token list, text a LongTensor (1, T) on the model's
-    device. Returns one {"value": v} (v as returned, if a small plain value), {"unsupported": ...}
-    or {"error": ...} per text."""
-    function = child.function("likelihood", "log_likelihood")
+def _scalar_per_text(child, module: str, name: str, texts) -> list:
+    """name(model, text) of the student's ``module`` for each token list, text a LongTensor (1, T)
+    on the model's device: one {"value": v} (v as returned, if a small plain value),
+    {"unsupported": ...} or {"error": ...} per text."""
+    function = child.function(module, name)
     model, _ = _model(child)
     return [_attempt(lambda: _plain_scalar(child.invoke(function, (model, _ids(child, tokens)), {},
-                                                        label=f"log_likelihood(model, text of {len(tokens)} tokens)")))
+                                                        label=f"{name}(model, text of {len(tokens)} tokens)")))
             for tokens in texts]
+
+
+@harness("p6_log_likelihood")
+def p6_log_likelihood(child, *, texts):
+    """log_likelihood(model, text) for each token list (see _scalar_per_text)."""
+    return _scalar_per_text(child, "likelihood", "log_likelihood", texts)
 
 
 @harness("p6_classification")
 def p6_classification(child, *, texts):
-    """classification(model, text) for each token list; one {"value": v}, {"unsupported": ...}
-    or {"error": ...} per text."""
-    function = child.function("classifier", "classification")
-    model, _ = _model(child)
-    return [_attempt(lambda: _plain_scalar(child.invoke(function, (model, _ids(child, tokens)), {},
-                                                        label=f"classification(model, text of {len(tokens)} tokens)")))
-            for tokens in texts]
+    """classification(model, text) for each token list (see _scalar_per_text)."""
+    return _scalar_per_text(child, "classifier", "classification", texts)
 
 
 def _like_returned(example, value: float):
