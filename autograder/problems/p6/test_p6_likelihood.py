@@ -30,8 +30,8 @@ p6e: ``classification(model, text)``.
 import numpy as np
 import pytest
 
-from autograder.compare import (BOOL_FORMS, REAL_FORMS, CheckFailed, as_bool, as_real, expect_close, feedback,
-                                is_half_precision, known_mistake)
+from autograder.compare import (BOOL_FORMS, REAL_FORMS, CheckFailed, as_bool, as_real, check_each, expect_close,
+                                feedback, is_half_precision, known_mistake)
 from autograder.problems.p6.checking import LL_ATOL, LL_RTOL, describe_tokens, passed_on, reference_for
 
 ACCURACY_FULL = 0.95
@@ -82,22 +82,27 @@ def ll_hint(got: float, text, variants=None) -> str:
 
 
 def check_log_likelihoods(student, texts, outcome, clean_process=None) -> None:
-    """log_likelihood on every text, each within LL_ATOL + LL_RTOL·|reference|; on the first wrong
-    one, the clean process (when given) computes what known mistakes give there, to name it."""
+    """log_likelihood on every text, each within LL_ATOL + LL_RTOL·|reference| ("N of M answers
+    wrong. The first: …"); on the first wrong one, the clean process (when given) computes what
+    known mistakes give there, to name it (the feedback shows the first failure only)."""
     answers = student.harness("p6_log_likelihood", texts=[list(t.tokens) for t in texts])
-    notes = []
-    for text, entry in zip(texts, answers):
+    notes, wrong_seen = [], []
+
+    def judge(item):
+        text, entry = item
         call = "log_likelihood(model, text)"
         instance = f"text {describe_tokens(text.text, text.tokens)}"
         value = as_real(passed_on(entry, call=call, instance=instance, expected=f"a real number ({REAL_FORMS})",
                                   hint="return one number, e.g. .item() of a 0-d tensor."), call=call, instance=instance)
-        if abs(value - text.log_likelihood) > LL_ATOL + LL_RTOL * abs(text.log_likelihood) and clean_process is not None:
-            variants = clean_process.harness("p6_log_likelihood_variants", tokens=list(text.tokens))
-        else:
-            variants = None
+        variants = None
+        if abs(value - text.log_likelihood) > LL_ATOL + LL_RTOL * abs(text.log_likelihood):
+            if clean_process is not None and not wrong_seen:
+                variants = clean_process.harness("p6_log_likelihood_variants", tokens=list(text.tokens))
+            wrong_seen.append(text)
         value = expect_close(value, text.log_likelihood, rtol=LL_RTOL, atol=LL_ATOL, call=call, instance=instance,
                              hint=ll_hint(value, text, variants))
         notes.append(f"{instance}: {value:.4f} (reference {text.log_likelihood:.4f})")
+    check_each(zip(texts, answers), judge, count_errors=True)
     outcome.note(f"All {len(texts)} log-likelihoods within {LL_ATOL:g} + {LL_RTOL:g}·|reference| nats:\n" + "\n".join(notes))
 
 

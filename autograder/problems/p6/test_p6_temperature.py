@@ -15,6 +15,7 @@ Public prompts and temperatures are fixed; random ones are drawn from the pools 
 """
 import pytest
 
+from autograder.compare import check_each
 from autograder.problems.p6.checking import check_scaled, reference_for
 from autograder.problems.p6.instances import LOW_TEMPERATURES, HIGH_TEMPERATURES, PUBLIC_TEMPERATURES
 
@@ -30,19 +31,30 @@ def reference(run_settings):
 
 
 def check_cases(student, reference, cases, outcome, *, horizon_note: str, clean_process=None) -> None:
-    """cases: (prompt, temperature, horizon) triples, all sent in one harness call. A wrong horizon-2
-    output is compared with what known mistakes give (computed in the clean process, when given)."""
+    """cases: (prompt, temperature, horizon) triples, all sent in one harness call ("N of M answers
+    wrong. The first: …"). The first wrong horizon-2 output is compared with what known mistakes
+    give (computed in the clean process, when given; the feedback shows the first failure only)."""
     answers = student.harness("p6_temperature_scale", cases=[
         {"prompt": list(prompt.tokens), "temperature": t, "horizon": h} for prompt, t, h in cases])
     vocab_size = reference.config["vocab_size"]
-    for (prompt, temperature, horizon), entry in zip(cases, answers):
+    asked = []  # the clean process is asked at most once
+
+    def variants_of(prompt, temperature):
+        def variants():
+            if asked:
+                return None
+            asked.append(prompt.id)
+            return clean_process.harness("p6_horizon_two_variants", prompt=list(prompt.tokens), temperature=temperature)
+        return None if clean_process is None else variants
+
+    def judge(item):
+        (prompt, temperature, horizon), entry = item
         check_scaled(entry, prompt, reference.scaled_output(prompt.id, temperature, horizon), vocab_size=vocab_size,
                      horizon=horizon, temperature=temperature,
                      call=f"temperature_scale(logits, model, new_past, config, {temperature!r}, {horizon})",
                      hint=H2_HINT if horizon == 2 and temperature is not None else H1_HINT,
-                     variants=None if clean_process is None else (
-                         lambda p=prompt, t=temperature: clean_process.harness("p6_horizon_two_variants",
-                                                                               prompt=list(p.tokens), temperature=t)))
+                     variants=variants_of(prompt, temperature))
+    check_each(zip(cases, answers), judge, count_errors=True)
     shown = ", ".join(f"T={t!r}" for t in sorted({t for _, t, _ in cases}, key=lambda t: -1 if t is None else t))
     outcome.note(f"{len(cases)} outputs match the reference ({horizon_note}; {shown}; "
                  f"{len({p.id for p, _, _ in cases})} prompts).")
