@@ -77,8 +77,8 @@ H2_MISTAKES = {  # p6_horizon_two_variants's names, as hints
 def scaled_hint(got: np.ndarray, reference: np.ndarray, compared: np.ndarray, *, horizon: int,
                 temperature: float | None, dtype: str | None, variants=None) -> str | None:
     """The hint naming the known mistake a wrong temperature_scale output matches on the compared
-    entries (None: no known one). variants: a callable giving p6_horizon_two_variants's answer,
-    or None (horizon 2 only; called only here, when the output is wrong)."""
+    entries (None: no known one). variants: a callable giving p6_horizon_two_variants's answer
+    (horizon 2 only; called only here, when the output is wrong)."""
     if dtype in ("torch.float16", "torch.bfloat16"):
         return "your output is half precision (float16 or bfloat16): compute in the logits' own dtype (float32)."
     values = got[compared]
@@ -86,8 +86,6 @@ def scaled_hint(got: np.ndarray, reference: np.ndarray, compared: np.ndarray, *,
         if variants is None:
             return None
         answer = variants()
-        if answer is None:  # not asked again (only the first wrong output's feedback is shown)
-            return None
         position = {int(t): i for i, t in enumerate(np.asarray(answer["ids"]))}
         ids = np.flatnonzero(compared)
         if not all(int(t) in position for t in ids):

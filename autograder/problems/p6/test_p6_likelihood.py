@@ -81,27 +81,34 @@ def ll_hint(got: float, text, variants=None) -> str:
     return "less negative than the right sum: a missing term, or the terms of other tokens? " + LL_HINT
 
 
+def _judge_text(text, entry, clean_process=None) -> str:
+    """One log_likelihood answer within LL_ATOL + LL_RTOL·|reference|, or CheckFailed; when it is
+    wrong, the clean process (when given) computes what known mistakes give there, to name it."""
+    call = "log_likelihood(model, text)"
+    instance = f"text {describe_tokens(text.text, text.tokens)}"
+    value = as_real(passed_on(entry, call=call, instance=instance, expected=f"a real number ({REAL_FORMS})",
+                              hint="return one number, e.g. .item() of a 0-d tensor."), call=call, instance=instance)
+    if abs(value - text.log_likelihood) > LL_ATOL + LL_RTOL * abs(text.log_likelihood) and clean_process is not None:
+        variants = clean_process.harness("p6_log_likelihood_variants", tokens=list(text.tokens))
+    else:
+        variants = None
+    value = expect_close(value, text.log_likelihood, rtol=LL_RTOL, atol=LL_ATOL, call=call, instance=instance,
+                         hint=ll_hint(value, text, variants))
+    return f"{instance}: {value:.4f} (reference {text.log_likelihood:.4f})"
+
+
 def check_log_likelihoods(student, texts, outcome, clean_process=None) -> None:
-    """log_likelihood on every text, each within LL_ATOL + LL_RTOL·|reference| ("N of M answers
-    wrong. The first: …"); on the first wrong one, the clean process (when given) computes what
-    known mistakes give there, to name it (the feedback shows the first failure only)."""
+    """log_likelihood on every text ("N of M answers wrong. The first: …"); the clean process names
+    the mistake of the first wrong answer only, the one whose feedback is shown."""
     answers = student.harness("p6_log_likelihood", texts=[list(t.tokens) for t in texts])
-    notes, wrong_seen = [], []
+    notes, failed = [], []
 
     def judge(item):
-        text, entry = item
-        call = "log_likelihood(model, text)"
-        instance = f"text {describe_tokens(text.text, text.tokens)}"
-        value = as_real(passed_on(entry, call=call, instance=instance, expected=f"a real number ({REAL_FORMS})",
-                                  hint="return one number, e.g. .item() of a 0-d tensor."), call=call, instance=instance)
-        variants = None
-        if abs(value - text.log_likelihood) > LL_ATOL + LL_RTOL * abs(text.log_likelihood):
-            if clean_process is not None and not wrong_seen:
-                variants = clean_process.harness("p6_log_likelihood_variants", tokens=list(text.tokens))
-            wrong_seen.append(text)
-        value = expect_close(value, text.log_likelihood, rtol=LL_RTOL, atol=LL_ATOL, call=call, instance=instance,
-                             hint=ll_hint(value, text, variants))
-        notes.append(f"{instance}: {value:.4f} (reference {text.log_likelihood:.4f})")
+        try:
+            notes.append(_judge_text(*item, clean_process=None if failed else clean_process))
+        except Exception:
+            failed.append(item)
+            raise
     check_each(zip(texts, answers), judge, count_errors=True)
     outcome.note(f"All {len(texts)} log-likelihoods within {LL_ATOL:g} + {LL_RTOL:g}·|reference| nats:\n" + "\n".join(notes))
 

@@ -32,28 +32,27 @@ def reference(run_settings):
 
 def check_cases(student, reference, cases, outcome, *, horizon_note: str, clean_process=None) -> None:
     """cases: (prompt, temperature, horizon) triples, all sent in one harness call ("N of M answers
-    wrong. The first: …"). The first wrong horizon-2 output is compared with what known mistakes
-    give (computed in the clean process, when given; the feedback shows the first failure only)."""
+    wrong. The first: …"). The first wrong horizon-2 output, the one whose feedback is shown, is
+    compared with what known mistakes give (computed in the clean process, when given)."""
     answers = student.harness("p6_temperature_scale", cases=[
         {"prompt": list(prompt.tokens), "temperature": t, "horizon": h} for prompt, t, h in cases])
     vocab_size = reference.config["vocab_size"]
-    asked = []  # the clean process is asked at most once
-
-    def variants_of(prompt, temperature):
-        def variants():
-            if asked:
-                return None
-            asked.append(prompt.id)
-            return clean_process.harness("p6_horizon_two_variants", prompt=list(prompt.tokens), temperature=temperature)
-        return None if clean_process is None else variants
+    failed = []
 
     def judge(item):
         (prompt, temperature, horizon), entry = item
-        check_scaled(entry, prompt, reference.scaled_output(prompt.id, temperature, horizon), vocab_size=vocab_size,
-                     horizon=horizon, temperature=temperature,
-                     call=f"temperature_scale(logits, model, new_past, config, {temperature!r}, {horizon})",
-                     hint=H2_HINT if horizon == 2 and temperature is not None else H1_HINT,
-                     variants=variants_of(prompt, temperature))
+        variants = None
+        if clean_process is not None and not failed:
+            def variants():
+                return clean_process.harness("p6_horizon_two_variants", prompt=list(prompt.tokens), temperature=temperature)
+        try:
+            check_scaled(entry, prompt, reference.scaled_output(prompt.id, temperature, horizon), vocab_size=vocab_size,
+                         horizon=horizon, temperature=temperature,
+                         call=f"temperature_scale(logits, model, new_past, config, {temperature!r}, {horizon})",
+                         hint=H2_HINT if horizon == 2 and temperature is not None else H1_HINT, variants=variants)
+        except Exception:
+            failed.append(item)
+            raise
     check_each(zip(cases, answers), judge, count_errors=True)
     shown = ", ".join(f"T={t!r}" for t in sorted({t for _, t, _ in cases}, key=lambda t: -1 if t is None else t))
     outcome.note(f"{len(cases)} outputs match the reference ({horizon_note}; {shown}; "
