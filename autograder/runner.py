@@ -88,8 +88,10 @@ def _resolve_model(spec: str | None, device: str) -> tuple[Path | None, str, str
 
 def _exposed(paths, sandbox: Sandbox) -> list[str]:
     """Of ``paths``, those the sandbox's user may read: only where it runs as a separate user
-    without a private filesystem (namespaces refused), and only by the permission bits for others."""
-    if not sandbox.identity.separate or sandbox.launcher_report.get("isolation", {}).get("filesystem") == "private":
+    without a private filesystem (namespaces refused), and only by the permission bits for others.
+    None where the fork server never started (no student code ran; the rows say why)."""
+    filesystem = sandbox.launcher_report.get("isolation", {}).get("filesystem")
+    if not sandbox.identity.separate or filesystem in (None, "private"):
         return []
     return [str(p) for p in map(Path, paths) if p.exists() and p.stat().st_mode & 0o004]
 

@@ -92,6 +92,15 @@ THREADS_ENV = "AUTOGRADER_TORCH_THREADS"
 NAMESPACES_ENV = "AUTOGRADER_NAMESPACES"  # "0": never give children namespaces (to test the fallback)
 
 
+def interpreter() -> str:
+    """This interpreter's path with its folders' symlinks resolved but not the file's own (a
+    venv's ``bin/python`` is a symlink to the base interpreter, and Python finds the venv from the
+    path it was started by). The children's private filesystem binds the resolved paths only: a
+    child started as ``/link/to/checkout/.venv/bin/python`` would look for its packages under
+    ``/link``, which is not there."""
+    return os.path.join(os.path.realpath(os.path.dirname(sys.executable)), os.path.basename(sys.executable))
+
+
 def torch_threads() -> int:
     """torch's threads per child: AUTOGRADER_TORCH_THREADS if set, else OMP_NUM_THREADS (batch
     sets it to CPUs / jobs), else the CPUs this process may use (isolation.usable_cpus: a
@@ -147,7 +156,7 @@ class Launcher:
         log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, "-I", "-B", "-c", _LAUNCHER_BOOT, str(runtime_root), str(theirs.fileno()),
+                [interpreter(), "-I", "-B", "-c", _LAUNCHER_BOOT, str(runtime_root), str(theirs.fileno()),
                  json.dumps(config)],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, pass_fds=(theirs.fileno(),),
                 cwd=str(runtime_root), env=env, start_new_session=True)

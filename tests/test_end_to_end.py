@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -149,6 +150,26 @@ def test_cli_grades_and_prints_the_table(tmp_path, p3_rubric):
     data = json.loads(results.read_text())
     validate_results(data, rubric_titles=P3_TITLES)
     assert "Seed 7" in data["output"]
+
+
+def test_a_checkout_reached_through_a_symlink_grades_as_usual(tmp_path, p3_rubric):
+    """The interpreter called by a path through a symlink (a /home that is a link, a checkout
+    linked into place): the children's private filesystem holds the resolved paths only, so the
+    fork server must be started by them, or every test is a grader error."""
+    try:
+        venv_python = Path(sys.executable).relative_to(REPO)
+    except ValueError:
+        pytest.skip("the tests do not run with the checkout's own .venv")
+    link = tmp_path / "linked-checkout"
+    link.symlink_to(REPO, target_is_directory=True)
+    results = tmp_path / "r.json"
+    done = subprocess.run([str(link / venv_python), "-m", "autograder", "grade", str(REFERENCE), "--results",
+                           str(results), "--rubric", str(p3_rubric)], cwd=link, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    data = json.loads(results.read_text())
+    assert data["score"] == sum(t["max_score"] for t in data["tests"] if t.get("max_score")), data["output"]
+    assert "could read" not in done.stdout + done.stderr
 
 
 def test_cli_exits_zero_for_a_failing_submission(tmp_path, p3_rubric):
