@@ -181,11 +181,13 @@ def expect_answer(value, expected: bool, *, call: str, why: str, hint: str = "")
         raise CheckFailed(feedback(call=call, got=repr(not expected), expected=repr(expected), hint=why))
 
 
-def as_array(value, *, shape: tuple, call: str, hint: str = "", instance: str = "", name: str = "the value") -> np.ndarray:
+def as_array(value, *, shape: tuple, call: str, hint: str = "", instance: str = "", name: str = "the value",
+             minus_infinity_ok: bool = False) -> np.ndarray:
     """``value`` as a float64 ndarray of exactly ``shape``, when it is an ndarray or a tensor
-    (TensorValue) of an integer or floating dtype with finite entries. Bool and complex arrays,
-    lists, other shapes (also (k, 1) for (k,)) and NaN/infinite entries are refused; the message
-    names ``name``, the shape wanted and the first bad entry."""
+    (TensorValue) of an integer or floating dtype with finite entries (or -inf, where
+    ``minus_infinity_ok``: masked logits, which softmax gives probability 0). Bool and complex
+    arrays, lists, other shapes (also (k, 1) for (k,)) and other NaN/infinite entries are refused;
+    the message names ``name``, the shape wanted and the first bad entry."""
     array = value.array if isinstance(value, TensorValue) else value
     if type(array) is not np.ndarray or array.dtype.kind not in _REAL_KINDS:
         _fail(call=call, got=f"{name} = {short(value)}, {describe(value)}", hint=hint, instance=instance,
@@ -194,12 +196,13 @@ def as_array(value, *, shape: tuple, call: str, hint: str = "", instance: str = 
         _fail(call=call, got=f"{name} with shape {array.shape}", hint=hint, instance=instance,
               expected=f"{name} with shape {tuple(shape)}")
     result = array.astype(np.float64)
-    bad = np.argwhere(~np.isfinite(result))
+    bad = np.argwhere(~np.isfinite(result) & ~(minus_infinity_ok & (result == -np.inf)))
     if bad.size:
         index = tuple(int(i) for i in bad[0])
-        count = f"{len(bad)} non-finite entr{'y' if len(bad) == 1 else 'ies'}"
+        count = f"{len(bad)} {'NaN or +inf' if minus_infinity_ok else 'non-finite'} entr{'y' if len(bad) == 1 else 'ies'}"
+        allowed = "NaN or +inf is never right here" if minus_infinity_ok else "NaN or an infinity is never right here"
         _fail(call=call, got=f"{name} with {count}, e.g. {name}{list(index)} = {float(result[index])!r}",
-              expected=f"{name} with finite entries: NaN or an infinity is never right here", hint=hint, instance=instance)
+              expected=f"{name} with finite entries: {allowed}", hint=hint, instance=instance)
     return result
 
 

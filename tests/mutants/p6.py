@@ -202,6 +202,10 @@ RIGHT_BUT_DIFFERENT = {
         "            if temperature_horizon == 2:\n"
         "                logits = temperature_scale(logits * (temperature or 1.0), model, new_past, config, temperature, 2)")},
         ("p6c", "p6f", "p6h")),
+    # masked entries -inf at horizon 1 (softmax gives them probability 0, as -1e10 does)
+    "temperature_masked_minus_inf": ({"sample.py": replace(SAMPLE, "        return logits / temperature",
+        "        return torch.where(logits > -1e9, logits / temperature, torch.full_like(logits, float('-inf')))")},
+        ("p6c", "p6f")),
     "log_likelihood_cross_entropy_tensor": ({"likelihood.py": '''
         import torch
         import torch.nn.functional as F

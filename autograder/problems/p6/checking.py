@@ -118,12 +118,13 @@ def check_scaled(entry: dict, prompt: Prompt, expected: Scaled, *, vocab_size: i
 
     Outside top-k ties (TIE_EPS), an entry must be kept (> -1e9) exactly where the reference
     keeps it; kept entries must match within H1_* (horizon 1, or temperature None) or, after one
-    common shift, H2_* (horizon 2). Masked entries: any value ≤ -1e9 for horizon 1 (softmax
-    gives them probability 0 either way), -1e10 for horizon 2 (the course's definition).
+    common shift, H2_* (horizon 2). Masked entries: any value ≤ -1e9, -inf included, for horizon 1
+    (softmax gives them probability 0 either way), -1e10 for horizon 2 (the course's definition).
     """
     instance = f"prompt {describe_tokens(prompt.text, prompt.tokens)}"
     value = passed_on(entry, call=call, instance=instance, expected=f"a float tensor of shape (1, {vocab_size})")
-    got = as_array(value, shape=(1, vocab_size), call=call, instance=instance, hint=hint, name="logits")[0]
+    got = as_array(value, shape=(1, vocab_size), call=call, instance=instance, hint=hint, name="logits",
+                   minus_infinity_ok=True)[0]  # -inf: a masked entry (judged below)
     reference = np.full(vocab_size, expected.masked)
     reference[expected.kept_ids] = expected.kept_values
     ties = np.zeros(vocab_size, dtype=bool)
