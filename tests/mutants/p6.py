@@ -118,6 +118,9 @@ MUTANTS = {
     # p6e: an int, not a bool
     "classification_int": ({"classifier.py": replace(CLASSIFIER, DECISION, "        return int(log_likelihood(model, text) < RANDOM_TEXT_THRESHOLD)")},
                            ("p6d", "p6e"), {"p6e_classification"}),
+    # p6e: log_likelihood's arguments swapped (a stand-in that answered whatever it got let it pass)
+    "classification_arguments_swapped": ({"classifier.py": replace(CLASSIFIER, DECISION,
+        "        return log_likelihood(text, model) < RANDOM_TEXT_THRESHOLD")}, ("p6d", "p6e"), {"p6e_classification"}),
     # p6e: never looks at the log-likelihood
     "classification_by_length": ({"classifier.py": replace(CLASSIFIER, DECISION, "        return text.shape[1] > 90")},
                                  ("p6d", "p6e"), {"p6e_classification"}),
@@ -163,6 +166,7 @@ NAMES_THE_MISTAKE = {
     "classification_inverted": {"p6e_classification": "your comparison is the wrong way round"},
     "classification_threshold_too_low": {"p6e_classification": "for every value from -460 to -72"},
     "classification_by_length": {"p6e_classification": "without calling log_likelihood or the model"},
+    "classification_arguments_swapped": {"p6e_classification": "'Tensor' object is not callable"},
     "classification_int": {"p6e_classification": "return the bool itself, not an int"},
     "bits_floor_plus_one": {"p6a_public": "floor(log2 V) + 1"},
     "added_ignores_tying": {"p6b_public": "tied embeddings share one matrix"},

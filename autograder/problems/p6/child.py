@@ -301,23 +301,28 @@ def _like_returned(example, value: float):
     return torch.tensor(value, dtype=torch.float64, device=example.device if type(example) is torch.Tensor else None)
 
 
-def _log_likelihood_stand_in(original, make_value, calls: list):
+def _log_likelihood_stand_in(original, make_value, calls: list, *, model, text):
     """A function that takes the place of the submission's log_likelihood: called as that one can
     be (the same parameters, by position or keyword; a call that does not fit raises the TypeError
-    Python would), it counts its calls and returns make_value(). It carries the original's name and
-    docstring, so nothing of the grader shows in a message."""
+    Python would), it counts its calls and returns make_value() when given ``model`` and ``text``
+    (the classifier's own arguments, in their places); any other call (arguments swapped, a part of
+    the text) gets what the submission's own log_likelihood gives for it. It carries the original's
+    name and docstring, so nothing of the grader shows in a message."""
     import functools
     import inspect
+    import torch
     try:
         signature = inspect.signature(original)
     except (TypeError, ValueError):
         signature = None
 
     def log_likelihood(*args, **kwargs):
-        if signature is not None:
-            signature.bind(*args, **kwargs)
+        given = list(signature.bind(*args, **kwargs).arguments.values()) if signature is not None else list(args)
         calls.append(1)
-        return make_value()
+        if (len(given) >= 2 and given[0] is model and type(given[1]) is torch.Tensor
+                and given[1].shape == text.shape and torch.equal(given[1].detach().cpu(), text.cpu())):
+            return make_value()
+        return original(*args, **kwargs)
     functools.update_wrapper(log_likelihood, original)
     del log_likelihood.__wrapped__
     return log_likelihood
@@ -372,8 +377,9 @@ def p6_classification_stubbed(child, *, values, text):
     - every module attribute bound to the submission's log_likelihood
       (``submission.likelihood.log_likelihood`` and the name ``from submission.likelihood import
       log_likelihood`` binds in the classifier) is replaced by a stand-in that returns v in the
-      form the submission's own log_likelihood returns (``_like_returned``), whatever arguments it
-      gets (``_log_likelihood_stand_in``);
+      form the submission's own log_likelihood returns (``_like_returned``) when called with the
+      classifier's model and text (``_log_likelihood_stand_in``; other calls get what the
+      submission's own function gives);
     - the model passed is ``_text_model``: a classifier that computes the log-likelihood itself
       from the model's logits gets v too.
 
@@ -396,8 +402,9 @@ def p6_classification_stubbed(child, *, values, text):
     answers = []
     for value in values:
         calls, model_calls = [], []
-        stand_in = _log_likelihood_stand_in(original, lambda v=float(value): _like_returned(example, v), calls)
         text_model = _text_model(model, config, text, float(value), model_calls)
+        stand_in = _log_likelihood_stand_in(original, lambda v=float(value): _like_returned(example, v), calls,
+                                            model=text_model, text=ids)
         for module in patched:
             module.log_likelihood = stand_in
         try:
