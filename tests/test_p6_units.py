@@ -279,15 +279,22 @@ def test_classification_stand_ins_behave_like_the_course_model_and_log_likelihoo
     assert next(stand_in_model.parameters()).device.type == "cpu" and stand_in_model.config is config
 
     counted = []
-    stand_in = _log_likelihood_stand_in(log_likelihood, lambda: _like_returned(torch.tensor(1.0), -300.5), counted)
+    stand_in = _log_likelihood_stand_in(log_likelihood, lambda: _like_returned(torch.tensor(1.0), -300.5), counted,
+                                        model=stand_in_model, text=text)
     assert stand_in.__name__ == "log_likelihood" and not hasattr(stand_in, "__wrapped__")
-    for value in (stand_in(model, text), stand_in(model=model, text=text), stand_in(model, text=text)):
+    for value in (stand_in(stand_in_model, text), stand_in(model=stand_in_model, text=text),
+                  stand_in(stand_in_model, text=text.clone())):
         assert type(value) is torch.Tensor and value.item() == -300.5 and value < -300 and float(value) == -300.5
     with pytest.raises(TypeError, match="text"):
-        stand_in(model)
+        stand_in(stand_in_model)
     with pytest.raises(TypeError, match="unexpected keyword"):
-        stand_in(model, text, temperature=1)
-    assert len(counted) == 3
+        stand_in(stand_in_model, text, temperature=1)
+    # any other call is the submission's own: another model, part of the text, the arguments swapped
+    assert stand_in(stand_in_model, text[:, :5]) == pytest.approx(log_likelihood(stand_in_model, text[:, :5]))
+    assert stand_in(model, text) == pytest.approx(log_likelihood(model, text))
+    with pytest.raises(TypeError, match="not callable"):
+        stand_in(text, stand_in_model)
+    assert len(counted) == 6
     assert type(_like_returned(1.5, -2.0)) is float and type(_like_returned(np.float32(1), -2.0)) is np.float32
     assert _like_returned(None, -2.0).dtype == torch.float64 and _like_returned(None, -2.0).dim() == 0
 
