@@ -85,6 +85,11 @@ MUTANTS = {
     # p6d: averaged instead of summed
     "log_likelihood_averaged": ({"likelihood.py": replace(LIKELIHOOD, SUM, SUM + " / targets.numel()")},
                                 ("p6d", "p6e"), {"p6d_public", "p6d_random"}),
+    # p6d: the summed cross-entropy (the sign flipped), and the sum in bits
+    "log_likelihood_negated": ({"likelihood.py": replace(LIKELIHOOD, SUM, "        return -total")},
+                               ("p6d", "p6e"), {"p6d_public", "p6d_random"}),
+    "log_likelihood_in_bits": ({"likelihood.py": replace(LIKELIHOOD, SUM, "        return total / math.log(2)").replace(
+        "import torch\n", "import math\n\nimport torch\n", 1)}, ("p6d", "p6e"), {"p6d_public", "p6d_random"}),
     # p6d: the last token's term dropped
     "log_likelihood_missing_a_term": ({"likelihood.py": replace(LIKELIHOOD, TERMS, TERMS.replace("[0, :-1], text[0, 1:]",
                                                                                                  "[0, :-2], text[0, 1:-1]"))},
@@ -159,6 +164,8 @@ NAMES_THE_MISTAKE = {
     "horizon_two_as_horizon_one": {"p6h_public": "the whole row was divided by T, as horizon 1 does"},
     "horizon_two_temperature_outside": {"p6h_public": "the temperature applied after the logsumexp"},
     "log_likelihood_averaged": {"p6d_public": "the average over the", "p6d_random": "the average over the"},
+    "log_likelihood_negated": {"p6d_public": "the negative log-likelihood", "p6d_random": "the negative log-likelihood"},
+    "log_likelihood_in_bits": {"p6d_public": "in bits", "p6d_random": "in bits"},
     "log_likelihood_missing_a_term": {"p6d_public": "the sum without the last term"},
     "log_likelihood_misaligned": {"p6d_public": "shifted by one position"},
     "log_likelihood_first_token_included": {"p6d_public": "an extra first-token term"},

@@ -57,6 +57,10 @@ LL_MISTAKES = {  # what each variant of p6_log_likelihood_variants means, as a h
     "first_token_included": "that includes an extra first-token term (the first token scored after <|endoftext|>): "
                             "leave the first token out, nothing in the text predicts it.",
     "raw_logits": "that is the sum of the raw logits at the targets: take log_softmax first, to get log-probabilities.",
+    "negated": "that is the negative log-likelihood (the summed cross-entropy, a positive number): return "
+               "the log-likelihood itself, sum log p, which is ≤ 0.",
+    "bits": "that is the sum in bits (log base 2): GPT-2's log_softmax gives natural logs (nats); don't divide by "
+            "log 2.",
     "float16": "that is the right sum computed in float16 (half precision, about 3 significant digits): compute "
                "the log-softmax and the sum in float32 or float64.",
 }
@@ -68,7 +72,8 @@ def ll_hint(got: float, text, variants=None) -> str:
     terms = len(text.tokens) - 1
     if terms > 1 and abs(got - text.log_likelihood / terms) <= LL_ATOL + LL_RTOL * abs(text.log_likelihood / terms):
         return f"that is the average over the {terms} terms: " + LL_HINT
-    named = known_mistake(got, [(LL_MISTAKES[name], value) for name, value in (variants or {}).items()
+    exact = {"negated": -text.log_likelihood, "bits": text.log_likelihood / np.log(2.0)}  # of the right sum itself
+    named = known_mistake(got, [(LL_MISTAKES[name], value) for name, value in {**exact, **(variants or {})}.items()
                                 if name in LL_MISTAKES], rtol=LL_RTOL, atol=LL_ATOL)
     if named:
         return f"{named} {LL_HINT}"
