@@ -177,8 +177,14 @@ def fit(tokens, prompt, temperature, *, false_fail: float):
                                 false_fail=false_fail)
 
 
-def strays(tokens, prompt, *, k: int, call: str, instance: str) -> None:
-    """Fail when a drawn token lies outside the top-k and its ties."""
+LATER_STEP_HINT = ("or the model saw another context at this step: feed it only the new token with the cache "
+                   "(model(new_token, past=past), then keep the new past), or the whole text without a cache; the "
+                   "whole text again with the cache, or a cache not updated, scores the wrong context. ")
+
+
+def strays(tokens, prompt, *, k: int, call: str, instance: str, later_step: bool = False) -> None:
+    """Fail when a drawn token lies outside the top-k and its ties (later_step: a token after the
+    first new one, where the context the model saw may be the cause too)."""
     ids, _, _ = _cells(prompt, None)
     stray = np.setdiff1d(tokens, ids)
     if stray.size:
@@ -187,7 +193,7 @@ def strays(tokens, prompt, *, k: int, call: str, instance: str) -> None:
                                    got=f"{count} draws outside the top {k}, e.g. token {int(stray[0])}",
                                    expected=f"only the {k} most likely tokens (and ties within {TIE_EPS:g} of the k-th)",
                                    hint="top_k_logits was not applied at this step, or it keeps more than k tokens "
-                                        "(k + 1?). " + DIST_HINT))
+                                        "(k + 1?)" + (", " + LATER_STEP_HINT if later_step else ". ") + DIST_HINT))
 
 
 def kth_mass(prompt, temperature) -> float:
@@ -291,7 +297,8 @@ def test_sample_second_step(student, clean_process, reference, rng, outcome):
              for t, row in zip(chosen, rows)]
     groups = [(state, tokens[tokens[:, 0] == t, 1]) for t, state in zip(chosen, after)]
     for (state, seconds), t in zip(groups, chosen):
-        strays(seconds, state, k=k, call=call, instance=f"{instance}, the second new token after token {t}")
+        strays(seconds, state, k=k, call=call, instance=f"{instance}, the second new token after token {t}",
+               later_step=True)
 
     def pooled(wrong):
         return pooled_fit_test([fit(seconds, state, wrong, false_fail=FALSE_FAIL / 2) for state, seconds in groups],
