@@ -27,8 +27,10 @@ MODULE = "p4_autoregressive"
 CALL = "counterexample()"
 FORM_HINT = ("return {'mu1': float, 'sigma1': float > 0, 'mu2': f, 'sigma2': g} where f and g take one Python float "
              "x1 and return one float, the same one every time, with g(x1) > 0 for every x1.")
-MARGINAL_FIX = ("Make the x2-marginal a mixture that no single Gaussian matches, e.g. mu2(x1) = 0 for x1 <= 0 and 4 "
-                "otherwise, sigma2 = 0.5, x1 ~ N(0, 1): two bumps.")
+# The principle, not a counterexample to copy: every test is visible to students.
+MARGINAL_FIX = ("Make the x2-marginal a mixture that no single Gaussian matches: let mu2 (or sigma2) depend on x1 "
+                "nonlinearly and strongly enough, compared with sigma2, that the x2-values of different x1 pile up in "
+                "shapes one Gaussian cannot follow (separate bumps, a skew).")
 
 
 @pytest.mark.graded("p4_same_space")
