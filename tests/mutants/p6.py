@@ -71,6 +71,9 @@ MUTANTS = {
     # horizon 1 returns logits / T itself, so p6f is lost and the sampler keeps its points
     "temperature_log_softmax": (sample_file(HORIZON_ONE, "        return F.log_softmax(logits / temperature, dim=-1)"),
                                 ("p6c", "p6f"), H1),
+    # p6f: probabilities, not logits (the sampler then draws almost uniformly from the whole vocabulary)
+    "temperature_softmax": (sample_file(HORIZON_ONE, "        return F.softmax(logits / temperature, dim=-1)"),
+                            ("p6c", "p6f"), {*H1, "p6c_support", "p6c_distribution_random", SECOND}),
     # p6h: the second step's distribution without its top-k filter
     "horizon_two_without_second_top_k": (sample_file(SECOND_TOP_K, "            next_logits = next_logits[:, -1, :]"),
                                          ("p6f", "p6h"), H2),
@@ -160,6 +163,7 @@ NAMES_THE_MISTAKE = {
     "temperature_ignored": {"p6f_public": "the temperature was ignored", "p6f_random": "ignored",
                             "p6c_distribution_random": "the temperature was ignored"},
     "temperature_log_softmax": {"p6f_public": "one constant for the whole row: that is log_softmax(logits / T)"},
+    "temperature_softmax": {"p6f_public": "looks like probabilities", "p6f_random": "looks like probabilities"},
     "horizon_two_without_second_top_k": {"p6h_public": "the second step was not top-k filtered"},
     "horizon_two_as_horizon_one": {"p6h_public": "the whole row was divided by T, as horizon 1 does"},
     "horizon_two_temperature_outside": {"p6h_public": "the temperature applied after the logsumexp"},

@@ -135,6 +135,9 @@ def check_scaled(entry: dict, prompt: Prompt, expected: Scaled, *, vocab_size: i
     if wrong.size:
         token = int(wrong[0])
         state = "masked" if should_keep[token] else "kept"
+        if np.all((got >= 0.0) & (got <= 1.0)) and abs(float(got.sum()) - 1.0) < 1e-3:
+            hint = ("your output looks like probabilities (entries in [0, 1] summing to 1): return logits; the softmax "
+                    "comes later, in sample(). " + hint)
         raise CheckFailed(feedback(
             call=call, instance=instance, hint=hint,
             got=f"logits with {wrong.size} tokens kept or masked wrongly, e.g. token {token} {state} (logits[0, {token}] = {got[token]:.6g})",
