@@ -48,7 +48,7 @@ import numpy as np
 import pytest
 
 from autograder.child.codec import TensorValue, describe
-from autograder.compare import CheckFailed, feedback, short
+from autograder.compare import CheckFailed, check_each, feedback, short
 from autograder.statistical import FALSE_FAIL, binomial_too_few, expect_fit, multinomial_fit_test, pooled_fit_test
 from autograder.problems.p6.checking import TIE_EPS, describe_tokens, passed_on, reference_for, sequence
 from autograder.problems.p6.instances import HIGH_TEMPERATURES, LOW_TEMPERATURES
@@ -390,7 +390,8 @@ def test_top_k_logits(student, reference, rng, outcome):
         {"prompt": list(reference.prompt("prompt-one-token").tokens), "length": 1, "temperature": None}])
     cases = top_k_cases(rng, vocab_size, k)
     answers = student.harness("p6_top_k", cases=[{"logits": logits, "k": kk} for _, logits, kk in cases])
-    for (description, logits, kk), entry in zip(cases, answers):
+    def judge(item):
+        (description, logits, kk), entry = item
         call = f"top_k_logits(logits, {kk})"
         instance = f"{description} (a float32 tensor of shape (1, {vocab_size}))"
         value = passed_on(entry, call=call, instance=instance, expected=f"a float tensor of shape (1, {vocab_size})")
@@ -424,5 +425,6 @@ def test_top_k_logits(student, reference, rng, outcome):
                 expected=f"{float(logits[0, token])!r}: kept logits come back unchanged",
                 hint=("your output is half precision (float16/bfloat16): keep the input's dtype. " if half else "")
                 + "only the filtered entries change; don't scale, normalise or round the others."))
+    check_each(zip(cases, answers), judge, count_errors=True)
     outcome.note(f"All {len(cases)} outputs exact: entries ≥ the k-th largest kept unchanged (ties included), the others "
                  f"≤ -1e9; k = 0 and k = V handled as the course's top_k_logits does.")
