@@ -390,6 +390,7 @@ def test_top_k_logits(student, reference, rng, outcome):
         {"prompt": list(reference.prompt("prompt-one-token").tokens), "length": 1, "temperature": None}])
     cases = top_k_cases(rng, vocab_size, k)
     answers = student.harness("p6_top_k", cases=[{"logits": logits, "k": kk} for _, logits, kk in cases])
+
     def judge(item):
         (description, logits, kk), entry = item
         call = f"top_k_logits(logits, {kk})"
