@@ -14,7 +14,8 @@ submission does stops the batch.
 Output (``out``): ``submissions/<id>/`` with ``results.json`` (Gradescope's format), ``grade.log``
 and ``status.json`` (written last, atomically: it marks the submission done), then ``scores.csv``,
 ``summary.csv`` and ``totals.png`` (see scores.py). Re-running the same command skips the done
-submissions whose files, rubric and settings are unchanged (``force`` regrades them), so an
+submissions whose files and settings are unchanged (``force`` regrades them): the rubric, the
+model (and its files' fingerprint), device, seed, the grader's code and the course's data. So an
 interrupted batch resumed ends with exactly the scores of an uninterrupted one.
 
 ``shard=(i, n)`` grades only the submissions whose id hashes to shard i of n: about 1/n of
@@ -44,7 +45,7 @@ import yaml
 
 from . import isolation
 from .results import failure_report, results_json, write_atomically
-from .rubric import DEFAULT_RUBRIC, load_rubric, rubric_settings
+from .rubric import DEFAULT_RUBRIC, RubricError, data_files, load_rubric, rubric_settings
 from .scores import (SUBMISSIONS, Record, load_record, manifest_name, save_record, scores_csv,
                      write_tables)
 from .uploads import EXPECTED_FILES
@@ -179,10 +180,51 @@ def default_jobs(*, needs_model: bool) -> int:
     return max(1, min(cpus, int(available_gib // GIB_PER_GRADING[needs_model])))
 
 
-def _digest_files(folder: Path, digest) -> None:
+def _digest_files(folder: Path, digest, *, suffixes: tuple[str, ...] | None = None) -> None:
+    """Add every file under ``folder`` (its relative path and bytes; links not followed) to
+    ``digest``; only those whose name ends with one of ``suffixes`` when given."""
     for path in sorted(folder.rglob("*")):
+        if suffixes is not None and (not path.name.endswith(suffixes) or "__pycache__" in path.parts):
+            continue
         if path.is_file() and not path.is_symlink():
             digest.update(path.relative_to(folder).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+
+
+def code_digest(folder: Path = REPO_ROOT / "autograder") -> str:
+    """A digest of the grader's own code: the .py and .yaml files under ``folder`` (whether git
+    tracks them or not: an untracked module is imported all the same; caches left out)."""
+    digest = hashlib.sha256()
+    _digest_files(Path(folder), digest, suffixes=(".py", ".yaml"))
+    return digest.hexdigest()
+
+
+def data_digest(rubric: Path) -> str:
+    """A digest of the course's data files a grading reads (the rubric's ``data:`` files and those
+    in AUTOGRADER_DATA_DIR, as rubric.data_files finds them), by name; "none" when there are none,
+    the error when the rubric names a file that is not there (every grading then reports it)."""
+    try:
+        files = data_files(rubric)
+    except RubricError as error:
+        return f"error: {error}"
+    if not files:
+        return "none"
+    digest = hashlib.sha256()
+    for name, path in sorted(files.items()):
+        digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def model_fingerprint(spec: str) -> str | None:
+    """The fingerprint of the files of the model ``spec`` names (models.fingerprint: config and
+    weights, remembered by file identity, so GPT-2 small is hashed once), without loading or
+    importing it; None where there is no such folder yet (tiny not built, gpt2 not fetched, a
+    folder that is not a checkpoint: grading then builds it, or fails and is retried)."""
+    from . import models
+    folder = models.models_root() / spec if spec in (models.TINY, models.GPT2) else Path(spec).expanduser()
+    try:
+        return models.fingerprint(folder)
+    except OSError:  # no such folder, or no config.json and weights in it
+        return None
 
 
 @dataclass
@@ -250,8 +292,11 @@ class Batch:
             self.jobs = default_jobs(needs_model=self.needs_model)
         from . import models
         self.model_spec = self.model or os.environ.get("AUTOGRADER_MODEL") or models.default_model_spec()
+        # what every result depends on besides the submission's files, computed once per batch:
+        # the grader's code, the course's data, the model's files (when the rubric runs it)
         settings = {"rubric": hashlib.sha256(self.rubric.read_bytes()).hexdigest(), "model": self.model_spec,
-                    "device": self.device, "seed": self.seed}
+                    "model_files": model_fingerprint(self.model_spec) if self.needs_model else None,
+                    "device": self.device, "seed": self.seed, "code": code_digest(), "data": data_digest(self.rubric)}
         self.settings = settings
         self._settings_digest = json.dumps(settings, sort_keys=True).encode()
 
@@ -260,7 +305,8 @@ class Batch:
         return self.out / SUBMISSIONS / submission.id
 
     def key(self, submission: Submission) -> str:
-        """What the result depends on: the submission's files, the rubric and the settings."""
+        """What the result depends on: the submission's files and ``settings`` (the rubric, the
+        model and its files, device, seed, the grader's code and the course's data)."""
         digest = hashlib.sha256(self._settings_digest)
         _digest_files(submission.path, digest)
         return digest.hexdigest()

@@ -39,8 +39,8 @@ class Record:
     status: one of STATUSES.
     total: points earned, extra credit included.
     parts: points per rubric part, e.g. {"p1": 3.0, "p3a": 1.5}.
-    key: digest of what the result depends on (files, rubric, settings); a re-run regrades a
-        submission whose key changed.
+    key: digest of what the result depends on (its files, the rubric, the settings, the model's
+        files, the grader's code, the course's data); a re-run regrades a submission whose key changed.
     seconds: wall-clock time of its grading.
     """
 

@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from autograder.batch import BatchError, discover, parse_shard, shard_of
+from autograder import batch as batch_module
+from autograder.batch import Batch, BatchError, code_digest, discover, parse_shard, shard_of
 from autograder.scores import MergeError, merge
 from conftest import REPO, make_submission, rubric_of_parts
 from gradescope_schema import validate_results
@@ -354,3 +355,52 @@ def test_discover_reads_folders_and_refuses_a_single_submission(tmp_path):
     done = subprocess.run([sys.executable, "-m", "autograder", "batch", str(tmp_path / "single")], cwd=REPO,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1 and "grade" in done.stderr
+
+
+def _key(folder: Path, tmp_path: Path, **settings) -> str:
+    """The key of the only submission in ``folder`` for a batch with ``settings``."""
+    batch = Batch(folder, tmp_path / "out", jobs=1, progress=False, **settings)
+    return batch.key(batch.submissions[0])
+
+
+def test_the_key_covers_the_grader_code_the_data_and_the_model(tmp_path, monkeypatch):
+    monkeypatch.setenv("AUTOGRADER_MODELS", str(tmp_path / "models"))  # fingerprints are remembered there
+    monkeypatch.delenv("AUTOGRADER_DATA_DIR", raising=False)
+    make_submission(tmp_path / "subs" / "alice")
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    (model / "model.safetensors").write_bytes(b"weights")
+    settings = dict(model=str(model), rubric=rubric_of_parts(tmp_path / "rubric.yaml", "p3a", "p6d_public"))
+    first = _key(tmp_path / "subs", tmp_path, **settings)
+    assert _key(tmp_path / "subs", tmp_path, **settings) == first  # nothing changed: done
+    # the model's files, though its folder is the same
+    (model / "model.safetensors").write_bytes(b"fine-tuned weights")
+    second = _key(tmp_path / "subs", tmp_path, **settings)
+    assert second != first
+    # the course's data: a folder named by AUTOGRADER_DATA_DIR, then a file in it changed
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "random.txt").write_text("one text\n")
+    monkeypatch.setenv("AUTOGRADER_DATA_DIR", str(data))
+    third = _key(tmp_path / "subs", tmp_path, **settings)
+    (data / "random.txt").write_text("another text\n")
+    fourth = _key(tmp_path / "subs", tmp_path, **settings)
+    assert len({second, third, fourth}) == 3
+    # the grader's own code
+    monkeypatch.setattr(batch_module, "code_digest", lambda: "another grader")
+    assert _key(tmp_path / "subs", tmp_path, **settings) != fourth
+
+
+def test_the_code_digest_covers_the_graders_sources_only(tmp_path):
+    code = tmp_path / "autograder"
+    shutil.copytree(REPO / "autograder", code, ignore=shutil.ignore_patterns("__pycache__"))
+    first = code_digest(code)
+    (code / "__pycache__").mkdir(exist_ok=True)
+    (code / "__pycache__" / "scores.cpython-311.pyc").write_bytes(b"cache")
+    (code / "notes.txt").write_text("not code")
+    assert code_digest(code) == first
+    (code / "rubric.yaml").write_text((code / "rubric.yaml").read_text() + "\n# a comment\n")
+    second = code_digest(code)
+    (code / "problems" / "p3" / "new_check.py").write_text("x = 1\n")  # not yet tracked by git: graded all the same
+    assert len({first, second, code_digest(code)}) == 3
