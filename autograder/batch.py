@@ -14,7 +14,8 @@ submission does stops the batch.
 Output (``out``): ``submissions/<id>/`` with ``results.json`` (Gradescope's format), ``grade.log``
 and ``status.json`` (written last, atomically: it marks the submission done), then ``scores.csv``,
 ``summary.csv`` and ``totals.png`` (see scores.py). Re-running the same command skips the done
-submissions whose files and settings are unchanged (``force`` regrades them): the rubric, the
+submissions whose files and settings are unchanged (``force`` regrades them), except those whose
+grading failed (timeout, crashed, grader_error), which are graded again. Settings: the rubric, the
 model (and its files' fingerprint), device, seed, the grader's code and the course's data. So an
 interrupted batch resumed ends with exactly the scores of an uninterrupted one.
 
@@ -46,7 +47,7 @@ import yaml
 from . import isolation
 from .results import failure_report, results_json, write_atomically
 from .rubric import DEFAULT_RUBRIC, RubricError, data_files, load_rubric, rubric_settings
-from .scores import (SUBMISSIONS, Record, load_record, manifest_name, save_record, scores_csv,
+from .scores import (FAILED, SUBMISSIONS, Record, load_record, manifest_name, save_record, scores_csv,
                      write_tables)
 from .uploads import EXPECTED_FILES
 
@@ -331,17 +332,22 @@ class Batch:
         for line in self.warnings:
             self._say(f"warning: {line}")
         keys = {s.id: self.key(s) for s in self.assigned}
-        done, todo = {}, []
+        done, todo, retried = {}, [], 0
         for s in self.assigned:
             record = None if self.force else load_record(self.folder(s))
-            if record is not None and record.key == keys[s.id]:
+            if record is not None and record.key == keys[s.id] and record.status not in FAILED:
                 done[s.id] = replace(record, name=s.name, sid=s.sid, email=s.email)  # the metadata as it is now
             else:
                 todo.append(s)
+                retried += record is not None and record.key == keys[s.id]  # failed last time: try again
         shard_text = f", shard {self.shard[0]}/{self.shard[1]}: {len(self.assigned)} of them" if self.shard else ""
         self._say(f"{len(self.submissions)} submissions in {self.root} ({self.kind}){shard_text}")
-        if done:
-            self._say(f"{len(done)} already graded, skipped (--force regrades them)")
+        skipped = [f"{len(done)} already graded, skipped (--force regrades them)"] if done else []
+        if retried:
+            skipped.append(f"{retried} that timed out, crashed or failed in the grader "
+                           f"{'is' if retried == 1 else 'are'} graded again")
+        if skipped:
+            self._say("; ".join(skipped))
         if todo:
             # stale tables would look like this run's; they are written again at the end
             for name in ("scores.csv", "summary.csv", "totals.png"):

@@ -24,6 +24,7 @@ MANIFEST = "batch.json"
 SHARD_MANIFEST = "shard-{index}-of-{count}.json"
 SCORES, SUMMARY, HISTOGRAM = "scores.csv", "summary.csv", "totals.png"
 STATUSES = ("graded", "grader_error", "rejected", "timeout", "crashed")
+FAILED = ("grader_error", "timeout", "crashed")  # the grading failed, not the student: a re-run grades again
 
 
 class MergeError(RuntimeError):

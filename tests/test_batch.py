@@ -22,7 +22,7 @@ import yaml
 
 from autograder import batch as batch_module
 from autograder.batch import Batch, BatchError, code_digest, discover, parse_shard, shard_of
-from autograder.scores import MergeError, merge
+from autograder.scores import FAILED, MergeError, merge
 from conftest import REPO, make_submission, rubric_of_parts
 from gradescope_schema import validate_results
 
@@ -243,9 +243,34 @@ def test_a_second_run_skips_what_is_done(export, rubric, full_run):
     root, _ = export
     _, out, _, _ = full_run
     before = (out / "scores.csv").read_text()
-    done = run_batch(root, out, rubric, "--jobs", "2", timeout=120)
+    failed = [row["id"] for row in read_csv(out / "scores.csv") if row["status"] in FAILED]
+    assert "submission_14" in failed  # timed out
+    done = run_batch(root, out, rubric, "--jobs", "2", timeout=180)
     assert done.returncode == 0, done.stderr
-    assert "20 already graded, skipped" in done.stdout and (out / "scores.csv").read_text() == before
+    assert (f"{20 - len(failed)} already graded, skipped (--force regrades them); {len(failed)} that timed out, "
+            f"crashed or failed in the grader {'is' if len(failed) == 1 else 'are'} graded again") in done.stdout
+    assert f"grading {len(failed)} with" in done.stdout
+    assert (out / "scores.csv").read_text() == before  # they failed again, the same way
+
+
+@pytest.mark.slow
+def test_a_rerun_grades_failures_again_and_what_changed(export, rubric, tmp_path):
+    folder = _subset(export, tmp_path, ["submission_01", "submission_10"])  # graded, rejected
+    out = tmp_path / "out"
+    assert run_batch(folder, out, rubric, "--jobs", "2").returncode == 0
+    # a grading that failed last time is graded again (as if it had crashed), the others are not
+    status = out / "submissions" / "submission_01" / "status.json"
+    status.write_text(json.dumps({**json.loads(status.read_text()), "status": "crashed"}))
+    again = run_batch(folder, out, rubric)
+    assert ("1 already graded, skipped (--force regrades them); 1 that timed out, crashed or failed in the grader "
+            "is graded again") in again.stdout, again.stdout
+    assert json.loads(status.read_text())["status"] == "graded"
+    # the course's data changed: every submission is graded again
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "random.txt").write_text("a text\n")
+    changed = run_batch(folder, out, rubric, env={**os.environ, "AUTOGRADER_DATA_DIR": str(data)})
+    assert "already graded" not in changed.stdout and "grading 2 with" in changed.stdout, changed.stdout
 
 
 def _subset(export, tmp_path: Path, names: list[str]) -> Path:
