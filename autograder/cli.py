@@ -15,7 +15,9 @@ Settings come from the command line, else from environment variables (AUTOGRADER
 AUTOGRADER_DEVICE, AUTOGRADER_RUBRIC), else from defaults.
 
 Exit status: 0 done (whatever the score); 1 the upload could not be graded, or the grader failed
-on some tests (results are written all the same); 2 a usage error (a missing PATH, a model that
+on some tests (results are written all the same); for batch, the grading of some submission
+timed out, crashed or failed in the grader (rejected uploads do not count; results and tables are
+written all the same); 2 a usage error (a missing PATH, a model that
 is not there, CUDA asked for without CUDA, an unknown part), found before any grading and
 reported in one line; 130 interrupted by Ctrl-C (143 by SIGTERM), with nothing graded written.
 """
@@ -266,6 +268,7 @@ def _grade(args, *, student: bool) -> int:
 
 def _batch(args) -> int:
     from .batch import Batch, BatchError, parse_shard
+    from .scores import FAILED
     try:
         shard = parse_shard(args.shard) if args.shard else None
     except ValueError as error:
@@ -283,7 +286,11 @@ def _batch(args) -> int:
         raise UsageError(str(error)) from None
     records = batch.run()
     print(batch.tables(records))
-    return 0
+    failed = [r for r in records if r.status in FAILED]
+    if failed:
+        print(f"{len(failed)} of {len(records)} gradings failed (timed out, crashed or failed in the grader; see "
+              f"each one's grade.log): run the same command again to grade them again", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def _merge(args) -> int:
