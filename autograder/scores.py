@@ -85,14 +85,17 @@ def scores_csv(records: list[Record], parts: list[str]) -> str:
     return out.getvalue()
 
 
-def summary_rows(records: list[Record], parts: list[str], part_max: dict[str, float]) -> list[dict]:
+def summary_rows(records: list[Record], parts: list[str], part_max: dict[str, float], *,
+                 max_score: float) -> list[dict]:
     """Per part and for the total: points available, mean, and the share of submissions with
-    full marks. Every submission counts, whatever its status (a rejected upload scores 0)."""
+    full marks. The total's points available are the rubric's ``max_score`` (extra credit left
+    out: a total at least that is full marks). Every submission counts, whatever its status (a
+    rejected upload scores 0)."""
     rows = []
     count = len(records) or 1
     for part in [*parts, "total"]:
         values = [r.total if part == "total" else r.parts.get(part, 0.0) for r in records]
-        top = sum(part_max.values()) if part == "total" else part_max.get(part, 0.0)
+        top = max_score if part == "total" else part_max.get(part, 0.0)
         full = sum(1 for v in values if top > 0 and v >= top - 1e-9)
         rows.append({"part": part, "max": top, "mean": sum(values) / count, "full_marks": full / count})
     return rows
@@ -107,20 +110,35 @@ def summary_csv(rows: list[dict]) -> str:
     return out.getvalue()
 
 
-def format_summary(rows: list[dict], records: list[Record]) -> str:
+def format_summary(rows: list[dict], records: list[Record], *, extra_credit: float = 0.0) -> str:
     """The summary as the terminal shows it, with the count of submissions per status."""
     lines = [f"{'part':<6} {'max':>6} {'mean':>8} {'full marks':>11}"]
     lines += [f"{r['part']:<6} {_number(r['max']):>6} {r['mean']:>8.2f} {r['full_marks']:>10.0%}" for r in rows]
+    if extra_credit:
+        lines.append(f"(the total's max leaves out the {_number(extra_credit)} extra-credit points, which come on top)")
     counts = {s: sum(1 for r in records if r.status == s) for s in STATUSES}
     lines.append(f"{len(records)} submissions: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n))
     return "\n".join(lines)
 
 
 def histogram_png(records: list[Record], *, max_score: float, extra_credit: float) -> bytes:
-    """A histogram of totals (PNG bytes), one bin per point."""
+    """A histogram of totals (PNG bytes): see ``histogram_figure``."""
+    import matplotlib.pyplot as plt
+
+    figure = histogram_figure(records, max_score=max_score, extra_credit=extra_credit)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+def histogram_figure(records: list[Record], *, max_score: float, extra_credit: float):
+    """A matplotlib figure: the histogram of totals, one bin per point, counts of submissions on
+    whole-number ticks, full marks (``max_score``) marked."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     totals = [r.total for r in records]
     top = max([max_score + extra_credit, *totals, 1.0])
@@ -130,25 +148,23 @@ def histogram_png(records: list[Record], *, max_score: float, extra_credit: floa
     axes.axvline(max_score, color="tab:red", linestyle="--", label=f"full marks ({_number(max_score)})")
     axes.set_xlabel("total points" + (f" ({_number(extra_credit)} extra credit available on top)" if extra_credit else ""))
     axes.set_ylabel("submissions")
+    axes.yaxis.set_major_locator(MaxNLocator(integer=True))  # counts: no 0.5 submission
     axes.set_title(f"Totals of {len(totals)} submissions")
     axes.legend()
     figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100)
-    plt.close(figure)
-    return buffer.getvalue()
+    return figure
 
 
 def write_tables(out: Path, records: list[Record], manifest: dict) -> str:
     """Write scores.csv, summary.csv and totals.png into ``out``; returns the terminal summary.
     manifest: a run's manifest (its ``parts`` and ``part_max``, ``max_score``, ``extra_credit``)."""
     parts, part_max = manifest["parts"], manifest["part_max"]
-    rows = summary_rows(records, parts, part_max)
+    rows = summary_rows(records, parts, part_max, max_score=manifest["max_score"])
     write_atomically(out / SCORES, scores_csv(records, parts))
     write_atomically(out / SUMMARY, summary_csv(rows))
     write_atomically(out / HISTOGRAM, histogram_png(records, max_score=manifest["max_score"],
                                                      extra_credit=manifest["extra_credit"]))
-    return format_summary(rows, records)
+    return format_summary(rows, records, extra_credit=manifest["extra_credit"])
 
 
 def manifest_name(shard: tuple[int, int] | None) -> str:

@@ -22,7 +22,7 @@ import yaml
 
 from autograder import batch as batch_module
 from autograder.batch import Batch, BatchError, code_digest, discover, parse_shard, shard_of
-from autograder.scores import FAILED, MergeError, merge
+from autograder.scores import FAILED, MergeError, Record, histogram_figure, merge, write_tables
 from conftest import REPO, make_submission, rubric_of_parts
 from gradescope_schema import validate_results
 
@@ -438,3 +438,30 @@ def test_the_code_digest_covers_the_graders_sources_only(tmp_path):
     second = code_digest(code)
     (code / "problems" / "p3" / "new_check.py").write_text("x = 1\n")  # not yet tracked by git: graded all the same
     assert len({first, second, code_digest(code)}) == 3
+
+
+EXTRA_CREDIT_MANIFEST = {"parts": ["p1", "p6g"], "part_max": {"p1": 40.0, "p6g": 6.0}, "max_score": 40.0,
+                         "extra_credit": 6.0}
+
+
+def test_full_marks_for_the_total_leave_extra_credit_out(tmp_path):
+    records = [Record("a", total=40.0, parts={"p1": 40.0}), Record("b", total=46.0, parts={"p1": 40.0, "p6g": 6.0}),
+               Record("c", total=20.0, parts={"p1": 20.0})]
+    shown = write_tables(tmp_path, records, EXTRA_CREDIT_MANIFEST)
+    summary = {row["part"]: row for row in read_csv(tmp_path / "summary.csv")}
+    assert summary["total"]["max"] == "40" and summary["total"]["share_full_marks"] == "0.667"
+    assert summary["p6g"]["max"] == "6" and summary["p6g"]["share_full_marks"] == "0.333"
+    total_line = next(line for line in shown.splitlines() if line.startswith("total"))
+    assert total_line.split()[1:] == ["40", "35.33", "67%"], shown
+    assert "6 extra-credit points" in shown
+
+
+def test_the_histogram_counts_submissions_in_whole_numbers():
+    import matplotlib.pyplot as plt
+    records = [Record("a", total=40.0), Record("b", total=46.0), Record("c", total=20.0)]
+    figure = histogram_figure(records, max_score=40.0, extra_credit=6.0)
+    try:
+        ticks = figure.axes[0].get_yticks()
+        assert len(ticks) >= 2 and all(float(t).is_integer() for t in ticks), ticks
+    finally:
+        plt.close(figure)
