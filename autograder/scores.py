@@ -195,11 +195,18 @@ def merge(folders: list[Path], out: Path) -> str:
         for key in ("ids", "settings", "parts"):
             if manifest[key] != first[key]:
                 raise MergeError(f"{path} and {first_path} come from different batches (their {key} differ)")
-    counts = {m["shard"][1] if m["shard"] else 1 for _, m in manifests}
-    if len(counts) > 1:
-        raise MergeError(f"the outputs were split into different numbers of shards: {sorted(counts)}")
+    splits: dict[int, list[Path]] = {}  # number of shards -> the manifests of runs split so
+    for path, manifest in manifests:
+        splits.setdefault(manifest["shard"][1] if manifest["shard"] else 1, []).append(path)
+    if len(splits) > 1:
+        shown = (lambda path: path.name) if len(folders) == 1 else str
+        where = f"{Path(folders[0])}: " if len(folders) == 1 else ""
+        listed = "; ".join(f"{'not split' if n == 1 else f'{n} shards'} ({', '.join(map(shown, paths))})"
+                           for n, paths in sorted(splits.items()))
+        raise MergeError(f"{where}the outputs were split in different ways: {listed}. Delete the manifests of the "
+                         f"splits you do not want (and their scores-shard-*.csv); the graded submissions are shared")
+    count = next(iter(splits))
     shards = {tuple(m["shard"]) for _, m in manifests if m["shard"]}
-    count = counts.pop()
     missing_shards = [i for i in range(1, count + 1) if (i, count) not in shards] if shards else []
     missing = [i for i in first["ids"] if i not in records]
     problems = []

@@ -465,3 +465,18 @@ def test_the_histogram_counts_submissions_in_whole_numbers():
         assert len(ticks) >= 2 and all(float(t).is_integer() for t in ticks), ticks
     finally:
         plt.close(figure)
+
+
+def test_merge_names_the_files_of_each_split(tmp_path):
+    """A folder holding the outputs of a batch run whole, split in 2 and split in 3."""
+    manifest = {"dir": "x", "ids": ["a", "b"], "settings": {}, "parts": ["p1"], "part_max": {"p1": 1},
+                "max_score": 1, "extra_credit": 0}
+    for name, shard in [("batch.json", None), ("shard-1-of-2.json", [1, 2]), ("shard-2-of-2.json", [2, 2]),
+                        ("shard-1-of-3.json", [1, 3])]:
+        (tmp_path / name).write_text(json.dumps({**manifest, "shard": shard}))
+    with pytest.raises(MergeError) as error:
+        merge([tmp_path], tmp_path)
+    assert str(error.value).startswith(f"{tmp_path}: the outputs were split in different ways: not split "
+                                       f"(batch.json); 2 shards (shard-1-of-2.json, shard-2-of-2.json); 3 shards "
+                                       f"(shard-1-of-3.json). Delete the manifests"), error.value
+    assert not (tmp_path / "scores.csv").exists()
