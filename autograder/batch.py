@@ -154,11 +154,15 @@ def discover(root: Path) -> tuple[list[Submission], list[str], str]:
 
 
 def parse_shard(text: str) -> tuple[int, int]:
-    """``"2/8"`` -> (2, 8); raises ValueError unless 1 <= i <= n."""
+    """``"2/8"`` -> (2, 8); raises ValueError, with a message for the user, unless the text is
+    I/N with 1 <= I <= N."""
     index, _, count = text.partition("/")
-    i, n = int(index), int(count)
+    try:
+        i, n = int(index), int(count)
+    except ValueError:
+        raise ValueError("expected I/N, e.g. 1/4") from None
     if not 1 <= i <= n:
-        raise ValueError(f"shard {text!r}: expected I/N with 1 <= I <= N")
+        raise ValueError(f"{text}: expected I/N with 1 <= I <= N, e.g. 1/4")
     return i, n
 
 

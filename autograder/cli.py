@@ -295,6 +295,9 @@ def _batch(args) -> int:
 
 def _merge(args) -> int:
     from .scores import MergeError, merge
+    for folder in args.folders:
+        if not folder.is_dir():
+            raise UsageError(f"{folder}: no such folder")
     try:
         print(merge(args.folders, args.out or args.folders[0]))
     except MergeError as error:

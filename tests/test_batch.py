@@ -370,9 +370,21 @@ def test_shards_are_deterministic_and_cover_everything():
     assert shards == [shard_of(i, 4) for i in ids] and set(shards) == {1, 2, 3, 4}
     assert all(60 < shards.count(s) < 140 for s in (1, 2, 3, 4))  # about 1/4 each
     assert parse_shard("3/8") == (3, 8)
-    for bad in ("0/2", "3/2", "x", "1/0"):
-        with pytest.raises(ValueError):
+    for bad in ("0/2", "3/2", "x", "1/0", "2", "2/", "/4", "1/four"):
+        with pytest.raises(ValueError, match=r"expected I/N.*e\.g\. 1/4"):
             parse_shard(bad)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["batch", "{tmp}", "--shard", "2"], "python -m autograder batch: error: --shard: expected I/N, e.g. 1/4"),
+    (["merge", "{tmp}/nope"], "python -m autograder merge: error: {tmp}/nope: no such folder"),
+], ids=["shard", "merge-path"])
+def test_batch_and_merge_usage_errors_are_one_line_and_exit_2(tmp_path, args, message):
+    make_submission(tmp_path / "alice")
+    done = subprocess.run([sys.executable, "-m", "autograder", *(a.format(tmp=tmp_path) for a in args)], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.strip() == message.format(tmp=tmp_path)
 
 
 def test_discover_reads_folders_and_refuses_a_single_submission(tmp_path):
