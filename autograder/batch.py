@@ -45,7 +45,7 @@ from pathlib import Path
 import yaml
 
 from . import isolation
-from .results import failure_report, results_json, write_atomically
+from .results import GRADER_ROW, failure_report, results_json, write_atomically
 from .rubric import DEFAULT_RUBRIC, RubricError, data_files, load_rubric, rubric_settings
 from .scores import (FAILED, SUBMISSIONS, Record, load_record, manifest_name, save_record, scores_csv,
                      write_tables)
@@ -57,6 +57,7 @@ OVERHEAD_S = 120.0    # a grading's time beyond its tests' limits: start-up, mod
 GRACE_S = 10.0        # from SIGTERM/SIGINT to SIGKILL
 GIB_PER_GRADING = {True: 3.0, False: 1.0}  # memory one grading may use, with P6 (GPT-2 small) and without
 POLL_S = 0.1
+REASON_CHARS = 300    # a reason is one line of at most this many characters
 
 
 class BatchError(RuntimeError):
@@ -257,7 +258,8 @@ class Batch:
     model, device, seed, rubric: as for ``grade`` (model None: AUTOGRADER_MODEL or the default).
     timeout_s: wall-clock limit of one grading (None: the rubric's time_budget, else the sum of
         its per-test limits, + OVERHEAD_S).
-    progress: show a tqdm progress bar (on stderr).
+    progress: show a tqdm progress bar (on stderr), and a line for each submission not graded as
+        usual; False: a line for every submission as it finishes (for logs).
     """
 
     root: Path
@@ -365,6 +367,7 @@ class Batch:
         pending = list(todo)
         bar = tqdm(total=len(todo), unit="submission", desc="grading", file=sys.stderr, disable=not self.progress,
                    dynamic_ncols=True)
+        finished = 0
         try:
             while pending or running:
                 while pending and len(running) < self.jobs:
@@ -377,8 +380,11 @@ class Batch:
                             record = self._finish(job, keep=set(running) - {pid})
                             del running[pid]
                         done[record.id] = record
-                        if record.status not in ("graded", "rejected"):
-                            bar.write(f"{record.id}: {record.status} (see {job.folder / 'grade.log'})")
+                        finished += 1
+                        if not self.progress:  # a line per submission shows the progress in logs
+                            self._say(f"[{finished}/{len(todo)}] {self._outcome(record)}")
+                        elif record.status != "graded":  # the bar shows the rest
+                            bar.write(self._outcome(record), file=self.stream)
                         bar.update(1)
         except BaseException:
             self._stop_all(list(running.values()))
@@ -386,6 +392,15 @@ class Batch:
         finally:
             bar.close()
         return [done[s.id] for s in self.assigned]
+
+    def _outcome(self, record: Record) -> str:
+        """One line for a finished grading: its id, status and score, and why when not graded."""
+        line = f"{record.id}: {record.status}, {record.total:g}/{self.max_score:g}"
+        if record.reason:
+            line += f" ({record.reason})"
+        if record.status in FAILED:
+            line += f"; log: {self.out / SUBMISSIONS / record.id / 'grade.log'}"
+        return line
 
     def _warm_up(self) -> None:
         """Build P6's reference outputs once, before parallel gradings would each build them."""
@@ -445,7 +460,7 @@ class Batch:
         self._tmpdirs.discard(job.tmpdir)
         _remove_partial_writes(job.folder)  # a killed grading's reserved space or half-written file
         results = job.folder / "results.json"
-        data, status = None, "crashed"
+        data, status, message = None, "crashed", ""
         if job.timed_out:
             status, message = "timeout", (f"Grading did not finish within the batch's limit of {self.timeout_s:g} s "
                                           f"and was stopped; see grade.log")
@@ -463,6 +478,8 @@ class Batch:
                                     status=status)
             data = results_json(report)
             write_atomically(results, json.dumps(data, indent=1))
+        elif status != "graded":
+            message = _reason(data)
         parts = {p: 0.0 for p in self.parts}
         for row in data.get("tests", []):
             part = (row.get("tags") or [""])[0]
@@ -470,7 +487,7 @@ class Batch:
                 parts[part] = round(parts[part] + float(row.get("score", 0.0)), 6)
         s = job.submission
         record = Record(s.id, s.name, s.sid, s.email, status, round(float(data.get("score", 0.0)), 6), parts,
-                        job.key, round(time.monotonic() - job.started, 1))
+                        job.key, round(time.monotonic() - job.started, 1), _one_line(message))
         save_record(job.folder, record)
         return record
 
@@ -505,6 +522,27 @@ class Batch:
                     f"`python -m autograder merge {self.out}` (or list each shard's folder)")
         summary = write_tables(self.out, records, self.manifest())
         return f"{summary}\nwrote {self.out / 'scores.csv'}, {self.out / 'summary.csv'}, {self.out / 'totals.png'}"
+
+
+def _reason(data: dict) -> str:
+    """Why a grading's results.json is not a plain grading: the row saying why the upload could
+    not be graded (rejected, or the grader failed before grading), else the tests the grader
+    failed on."""
+    rows = data.get("tests", [])
+    for row in rows:
+        if row.get("name") == GRADER_ROW.title:
+            return str(row.get("output", ""))
+    faults = [row for row in rows if "not a fault of your submission" in str(row.get("output", ""))]
+    if not faults:
+        return "the grader failed on some tests; see results.json"
+    last_line = str(faults[0]["output"]).strip().splitlines()[-1]
+    return f"the grader failed on {len(faults)} tests, the first {faults[0]['name']}: {last_line}"
+
+
+def _one_line(text: str) -> str:
+    """``text``'s first line, cut to REASON_CHARS."""
+    line = (text.strip().splitlines() or [""])[0]
+    return line if len(line) <= REASON_CHARS else line[:REASON_CHARS - 1] + "…"
 
 
 def _remove_partial_writes(folder: Path) -> None:

@@ -4,7 +4,7 @@
                                     [--results FILE] [--seed N] [--rubric FILE] [--feedback]
     python -m autograder check [PATH] [--part P] [--model ...] [--device ...] [--seed N] [--results FILE]
     python -m autograder batch DIR [--jobs N] [--out OUT] [--shard I/N] [--force] [--timeout S]
-                                   [--model ...] [--device ...] [--seed N] [--rubric FILE]
+                                   [--model ...] [--device ...] [--seed N] [--rubric FILE] [--no-progress]
     python -m autograder merge OUT [OUT ...] [--out DEST]
     python -m autograder package [--out autograder.zip]
     python -m autograder prepare-model [--no-gpt2] [--model ...] [--device ...]
@@ -92,7 +92,8 @@ def _parser() -> argparse.ArgumentParser:
     _model_options(batch)
     batch.add_argument("--seed", type=int, default=None, help="one seed for every submission (default: per submission)")
     _rubric_option(batch)
-    batch.add_argument("--no-progress", action="store_true", help="no progress bar")
+    batch.add_argument("--no-progress", action="store_true",
+                       help="no progress bar: a line per submission as it finishes instead (for logs)")
 
     merge = commands.add_parser("merge", help="join the outputs of batch --shard runs into one scores.csv")
     merge.add_argument("folders", type=Path, nargs="+", help="the shards' output folders (or one shared folder)")

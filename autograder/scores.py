@@ -43,6 +43,8 @@ class Record:
     key: digest of what the result depends on (its files, the rubric, the settings, the model's
         files, the grader's code, the course's data); a re-run regrades a submission whose key changed.
     seconds: wall-clock time of its grading.
+    reason: why it was not graded as usual, in one line (the upload's fault for ``rejected``, the
+        grading's failure otherwise); "" when graded.
     """
 
     id: str
@@ -54,6 +56,7 @@ class Record:
     parts: dict = field(default_factory=dict)
     key: str = ""
     seconds: float = 0.0
+    reason: str = ""
 
 
 def save_record(folder: Path, record: Record) -> None:
@@ -75,13 +78,13 @@ def _number(value: float) -> str:
 
 
 def scores_csv(records: list[Record], parts: list[str]) -> str:
-    """``id,name,sid,email,total,<part>…,status``: one row per submission, sorted by id."""
+    """``id,name,sid,email,total,<part>…,status,reason``: one row per submission, sorted by id."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["id", "name", "sid", "email", "total", *parts, "status"])
+    writer.writerow(["id", "name", "sid", "email", "total", *parts, "status", "reason"])
     for r in sorted(records, key=lambda r: r.id):
         writer.writerow([r.id, r.name, r.sid, r.email, _number(r.total),
-                         *(_number(r.parts.get(p, 0.0)) for p in parts), r.status])
+                         *(_number(r.parts.get(p, 0.0)) for p in parts), r.status, r.reason])
     return out.getvalue()
 
 

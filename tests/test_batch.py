@@ -196,7 +196,7 @@ def test_a_mixed_batch_grades_every_submission(export, full_run):
     rows = {row["id"]: row for row in read_csv(out / "scores.csv")}
     assert list(rows) == sorted(entries) and len(rows) == 20
     assert list(read_csv(out / "scores.csv")[0]) == ["id", "name", "sid", "email", "total", "p3a", "p3b", "p3c",
-                                                     "status"]
+                                                     "status", "reason"]
     for name in ("submission_01", "submission_02", "submission_03", "submission_04", "submission_19",
                  "submission_20"):
         assert (rows[name]["total"], rows[name]["status"]) == ("5", "graded"), rows[name]
@@ -207,6 +207,19 @@ def test_a_mixed_batch_grades_every_submission(export, full_run):
     for name in ("submission_10", "submission_11", "submission_12"):
         assert (rows[name]["total"], rows[name]["status"]) == ("0", "rejected"), rows[name]
     assert (rows["submission_14"]["total"], rows["submission_14"]["status"]) == ("0", "timeout")
+    # why a submission was not graded as usual, in one line; nothing for the graded ones
+    assert "limit of 30 s" in rows["submission_14"]["reason"]
+    assert "notebook" in rows["submission_11"]["reason"] and "2 submissions, not one" in rows["submission_12"]["reason"]
+    for name, row in rows.items():
+        assert (row["reason"] == "") == (row["status"] == "graded"), row
+        assert "\n" not in row["reason"]
+    # --no-progress: a line per finished submission, with its status, score and reason
+    lines = [line for line in done.stdout.splitlines() if line.startswith("[")]
+    assert len(lines) == 20 and lines[-1].startswith("[20/20] ")
+    for name, row in rows.items():
+        line = next(line for line in lines if line.split("] ", 1)[1].startswith(f"{name}: "))
+        assert f"{name}: {row['status']}, {row['total']}/5" in line, line
+        assert (row["reason"] in line) and ("grade.log" in line) == (row["status"] in FAILED), line
     assert rows["submission_18"]["p3a"] == "0" and rows["submission_18"]["p3b"] == "1.5"
     # hostile: no points for the attacked part, whatever happened to that grading
     for name in ("submission_15", "submission_16", "submission_17"):
@@ -492,3 +505,12 @@ def test_merge_names_the_files_of_each_split(tmp_path):
                                        f"(batch.json); 2 shards (shard-1-of-2.json, shard-2-of-2.json); 3 shards "
                                        f"(shard-1-of-3.json). Delete the manifests"), error.value
     assert not (tmp_path / "scores.csv").exists()
+
+
+def test_scores_csv_says_why_a_submission_was_not_graded():
+    from autograder.scores import scores_csv
+    records = [Record("a", total=5.0, parts={"p1": 5.0}),
+               Record("b", status="rejected", reason="no Python files in the upload (found notes.txt)")]
+    assert scores_csv(records, ["p1"]).splitlines() == [
+        "id,name,sid,email,total,p1,status,reason", "a,,,,5,5,graded,",
+        "b,,,,0,0,rejected,no Python files in the upload (found notes.txt)"]
