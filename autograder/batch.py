@@ -334,7 +334,8 @@ class Batch:
         from tqdm import tqdm
 
         self.out.mkdir(parents=True, exist_ok=True)
-        write_atomically(self.out / manifest_name(self.shard), json.dumps(self.manifest(), indent=1))
+        write_atomically(self.out / manifest_name(self.shard), json.dumps(self.manifest(), indent=1),
+                         shared=True)
         for line in self.warnings:
             self._say(f"warning: {line}")
         keys = {s.id: self.key(s) for s in self.assigned}
@@ -433,7 +434,8 @@ class Batch:
             command += ["--model", self.model]
         if self.seed is not None:
             command += ["--seed", str(self.seed)]
-        log = open(folder / "grade.log", "w", encoding="utf-8")
+        log = open(folder / "grade.log", "w", encoding="utf-8", opener=_private)
+        os.fchmod(log.fileno(), 0o600)  # one left by an earlier version may be readable by others
         now = time.monotonic()
         proc = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)
@@ -477,7 +479,7 @@ class Batch:
             report = failure_report(self.test_rows, message, execution_time=time.monotonic() - job.started,
                                     status=status)
             data = results_json(report)
-            write_atomically(results, json.dumps(data, indent=1))
+            write_atomically(results, json.dumps(data, indent=1))  # the owner's only, as a grading's own
         elif status != "graded":
             message = _reason(data)
         parts = {p: 0.0 for p in self.parts}
@@ -517,11 +519,17 @@ class Batch:
         """Write the run's tables; returns what to print. A shard writes its own CSV only."""
         if self.shard:
             name = f"scores-shard-{self.shard[0]}-of-{self.shard[1]}.csv"
+            # the owner's only: other shards may still grade, and their students must not read these names
             write_atomically(self.out / name, scores_csv(records, self.parts))
             return (f"wrote {self.out / name}; when every shard is done, join them with "
                     f"`python -m autograder merge {self.out}` (or list each shard's folder)")
         summary = write_tables(self.out, records, self.manifest())
         return f"{summary}\nwrote {self.out / 'scores.csv'}, {self.out / 'summary.csv'}, {self.out / 'totals.png'}"
+
+
+def _private(path: str, flags: int) -> int:
+    """An opener for a file its owner alone may read (the students graded meanwhile must not)."""
+    return os.open(path, flags, 0o600)
 
 
 def _reason(data: dict) -> str:

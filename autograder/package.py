@@ -110,7 +110,7 @@ def build_package(out: Path | str = "autograder.zip", *, root: Path = REPO_ROOT)
             info.external_attr = (0o100755 if path in EXECUTABLE else 0o100644) << 16
             info.compress_type = zipfile.ZIP_DEFLATED
             archive.writestr(info, data)
-    write_atomically(out, buffer.getvalue())
+    write_atomically(out, buffer.getvalue(), shared=True)
     lines = [f"wrote {out} ({len(files) + 1} files, {len(buffer.getvalue()) >> 10} KiB): upload it on Gradescope as "
              f"the autograder (a base image whose python3 is 3.11 or newer, e.g. Ubuntu 24.04). Its setup.sh installs torch's CPU build and "
              f"fetches GPT-2 small while the image builds (the build fails if it cannot)."]

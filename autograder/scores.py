@@ -60,6 +60,7 @@ class Record:
 
 
 def save_record(folder: Path, record: Record) -> None:
+    """Write ``status.json``, the owner's only: it names the students (see write_atomically)."""
     write_atomically(Path(folder) / STATUS_FILE, json.dumps(asdict(record), indent=1))
 
 
@@ -163,10 +164,10 @@ def write_tables(out: Path, records: list[Record], manifest: dict) -> str:
     manifest: a run's manifest (its ``parts`` and ``part_max``, ``max_score``, ``extra_credit``)."""
     parts, part_max = manifest["parts"], manifest["part_max"]
     rows = summary_rows(records, parts, part_max, max_score=manifest["max_score"])
-    write_atomically(out / SCORES, scores_csv(records, parts))
-    write_atomically(out / SUMMARY, summary_csv(rows))
+    write_atomically(out / SCORES, scores_csv(records, parts), shared=True)
+    write_atomically(out / SUMMARY, summary_csv(rows), shared=True)
     write_atomically(out / HISTOGRAM, histogram_png(records, max_score=manifest["max_score"],
-                                                     extra_credit=manifest["extra_credit"]))
+                                                     extra_credit=manifest["extra_credit"]), shared=True)
     return format_summary(rows, records, extra_credit=manifest["extra_credit"])
 
 

@@ -170,7 +170,8 @@ def full_run(export, rubric, tmp_path_factory):
     out = root.parent / "batch"
     with scratch_folder() as scratch:
         start = time.monotonic()
-        done = run_batch(root, out, rubric, "--jobs", "2", env={**os.environ, "TMPDIR": str(scratch)})
+        done = run_batch(root, out, rubric, "--jobs", "2", env={**os.environ, "TMPDIR": str(scratch)},
+                         preexec_fn=lambda: os.umask(0o022))
         seconds = time.monotonic() - start
         time.sleep(4)  # a daemon left behind would have written by now
         return done, out, seconds, list(scratch.iterdir())
@@ -244,6 +245,11 @@ def test_a_mixed_batch_grades_every_submission(export, full_run):
     summary = {row["part"]: row for row in read_csv(out / "summary.csv")}
     assert summary["total"]["max"] == "5" and float(summary["p3a"]["share_full_marks"]) == pytest.approx(8 / 20)
     assert (out / "totals.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the tables as the umask (022) makes new files; each submission's files the owner's only
+    for name in ("scores.csv", "summary.csv", "totals.png", "batch.json"):
+        assert oct((out / name).stat().st_mode & 0o777) == oct(0o644), name
+    for name in ("results.json", "status.json", "grade.log"):
+        assert oct((out / "submissions" / "submission_14" / name).stat().st_mode & 0o777) == oct(0o600), name
     assert "20 submissions" in done.stdout and "1 timeout" in done.stdout
     failed = [name for name, row in rows.items() if row["status"] in FAILED]
     assert f"{len(failed)} of 20 gradings failed" in done.stderr and "run the same command again" in done.stderr
@@ -514,3 +520,24 @@ def test_scores_csv_says_why_a_submission_was_not_graded():
     assert scores_csv(records, ["p1"]).splitlines() == [
         "id,name,sid,email,total,p1,status,reason", "a,,,,5,5,graded,",
         "b,,,,0,0,rejected,no Python files in the upload (found notes.txt)"]
+
+
+@contextlib.contextmanager
+def _umask(mask: int):
+    previous = os.umask(mask)
+    try:
+        yield
+    finally:
+        os.umask(previous)
+
+
+def test_the_tables_honour_the_umask_and_records_stay_private(tmp_path):
+    from autograder.scores import save_record
+    records = [Record("a", total=40.0, parts={"p1": 40.0})]
+    with _umask(0o027):
+        write_tables(tmp_path, records, EXTRA_CREDIT_MANIFEST)
+        save_record(tmp_path / "submissions" / "a", records[0])
+    for name in ("scores.csv", "summary.csv", "totals.png"):
+        assert oct((tmp_path / name).stat().st_mode & 0o777) == oct(0o640), name
+    assert oct((tmp_path / "submissions" / "a" / "status.json").stat().st_mode & 0o777) == oct(0o600)
+    assert [p.name for p in tmp_path.rglob(".*")] == []  # no temporary file left

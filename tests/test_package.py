@@ -79,6 +79,13 @@ def test_the_notes_name_deleted_and_untracked_files_as_they_are(tmp_path):
                      "autograder/new.py"], notes
 
 
+def test_the_zip_gets_the_permissions_the_umask_gives(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "autograder", "package", "--out", str(tmp_path / "autograder.zip")],
+                          cwd=REPO, capture_output=True, text=True, timeout=120, preexec_fn=lambda: os.umask(0o022))
+    assert done.returncode == 0, done.stderr
+    assert oct((tmp_path / "autograder.zip").stat().st_mode & 0o777) == oct(0o644)
+
+
 def _unzip(archive: Path, dest: Path) -> None:
     """As Gradescope does: unzip keeps the permissions the zip records."""
     if shutil.which("unzip"):
