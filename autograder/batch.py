@@ -489,7 +489,8 @@ class Batch:
                 parts[part] = round(parts[part] + float(row.get("score", 0.0)), 6)
         s = job.submission
         record = Record(s.id, s.name, s.sid, s.email, status, round(float(data.get("score", 0.0)), 6), parts,
-                        job.key, round(time.monotonic() - job.started, 1), _one_line(message))
+                        job.key, round(time.monotonic() - job.started, 1),
+                        _one_line(message.replace(str(s.path), s.id)))  # its id: the same wherever DIR is
         save_record(job.folder, record)
         return record
 

@@ -210,6 +210,7 @@ def test_a_mixed_batch_grades_every_submission(export, full_run):
     assert (rows["submission_14"]["total"], rows["submission_14"]["status"]) == ("0", "timeout")
     # why a submission was not graded as usual, in one line; nothing for the graded ones
     assert "limit of 30 s" in rows["submission_14"]["reason"]
+    assert "no Python files found in the upload (submission_10)" in rows["submission_10"]["reason"]
     assert "notebook" in rows["submission_11"]["reason"] and "2 submissions, not one" in rows["submission_12"]["reason"]
     for name, row in rows.items():
         assert (row["reason"] == "") == (row["status"] == "graded"), row
