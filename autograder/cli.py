@@ -17,9 +17,9 @@ AUTOGRADER_DEVICE, AUTOGRADER_RUBRIC), else from defaults.
 Exit status: 0 done (whatever the score); 1 the upload could not be graded, or the grader failed
 on some tests (results are written all the same); for batch, the grading of some submission
 timed out, crashed or failed in the grader (rejected uploads do not count; results and tables are
-written all the same); 2 a usage error (a missing PATH, a model that
-is not there, CUDA asked for without CUDA, an unknown part), found before any grading and
-reported in one line; 130 interrupted by Ctrl-C (143 by SIGTERM), with nothing graded written.
+written all the same); 2 a usage error (a missing PATH, a model that is not there, CUDA asked for
+without CUDA, an unknown part), found before any grading and reported in one line; 130
+interrupted by Ctrl-C (143 by SIGTERM), with nothing graded written.
 """
 from __future__ import annotations
 

@@ -66,7 +66,7 @@ def packaged_files(root: Path = REPO_ROOT) -> tuple[list[str], list[str]]:
     entries = iter(_git(root, "status", "--porcelain", "-z", "--", *INCLUDED).split("\0"))
     for entry in entries:
         code, path = entry[:2], entry[3:]
-        if code[:1] in ("R", "C"):
+        if "R" in code or "C" in code:
             next(entries, None)  # a rename's or copy's source path follows as an entry of its own
         if code == "??":
             untracked += [path] if _wanted(path.rstrip("/")) else []
