@@ -14,7 +14,9 @@ submission does stops the batch.
 Output (``out``): ``submissions/<id>/`` with ``results.json`` (Gradescope's format), ``grade.log``
 and ``status.json`` (written last, atomically: it marks the submission done), then ``scores.csv``,
 ``summary.csv`` and ``totals.png`` (see scores.py). Re-running the same command skips the done
-submissions whose files, rubric and settings are unchanged (``force`` regrades them), so an
+submissions whose files and settings are unchanged (``force`` regrades them), except those whose
+grading failed (timeout, crashed, grader_error), which are graded again. Settings: the rubric, the
+model (and its files' fingerprint), device, seed, the grader's code and the course's data. So an
 interrupted batch resumed ends with exactly the scores of an uninterrupted one.
 
 ``shard=(i, n)`` grades only the submissions whose id hashes to shard i of n: about 1/n of
@@ -43,9 +45,9 @@ from pathlib import Path
 import yaml
 
 from . import isolation
-from .results import failure_report, results_json, write_atomically
-from .rubric import DEFAULT_RUBRIC, load_rubric, rubric_settings
-from .scores import (SUBMISSIONS, Record, load_record, manifest_name, save_record, scores_csv,
+from .results import GRADER_ROW, failure_report, results_json, write_atomically
+from .rubric import DEFAULT_RUBRIC, RubricError, data_files, load_rubric, rubric_settings
+from .scores import (FAILED, SUBMISSIONS, Record, load_record, manifest_name, save_record, scores_csv,
                      write_tables)
 from .uploads import EXPECTED_FILES
 
@@ -55,6 +57,7 @@ OVERHEAD_S = 120.0    # a grading's time beyond its tests' limits: start-up, mod
 GRACE_S = 10.0        # from SIGTERM/SIGINT to SIGKILL
 GIB_PER_GRADING = {True: 3.0, False: 1.0}  # memory one grading may use, with P6 (GPT-2 small) and without
 POLL_S = 0.1
+REASON_CHARS = 300    # a reason is one line of at most this many characters
 
 
 class BatchError(RuntimeError):
@@ -152,11 +155,15 @@ def discover(root: Path) -> tuple[list[Submission], list[str], str]:
 
 
 def parse_shard(text: str) -> tuple[int, int]:
-    """``"2/8"`` -> (2, 8); raises ValueError unless 1 <= i <= n."""
+    """``"2/8"`` -> (2, 8); raises ValueError, with a message for the user, unless the text is
+    I/N with 1 <= I <= N."""
     index, _, count = text.partition("/")
-    i, n = int(index), int(count)
+    try:
+        i, n = int(index), int(count)
+    except ValueError:
+        raise ValueError("expected I/N, e.g. 1/4") from None
     if not 1 <= i <= n:
-        raise ValueError(f"shard {text!r}: expected I/N with 1 <= I <= N")
+        raise ValueError(f"{text}: expected I/N with 1 <= I <= N, e.g. 1/4")
     return i, n
 
 
@@ -179,10 +186,51 @@ def default_jobs(*, needs_model: bool) -> int:
     return max(1, min(cpus, int(available_gib // GIB_PER_GRADING[needs_model])))
 
 
-def _digest_files(folder: Path, digest) -> None:
+def _digest_files(folder: Path, digest, *, suffixes: tuple[str, ...] | None = None) -> None:
+    """Add every file under ``folder`` (its relative path and bytes; links not followed) to
+    ``digest``; only those whose name ends with one of ``suffixes`` when given."""
     for path in sorted(folder.rglob("*")):
+        if suffixes is not None and (not path.name.endswith(suffixes) or "__pycache__" in path.parts):
+            continue
         if path.is_file() and not path.is_symlink():
             digest.update(path.relative_to(folder).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+
+
+def code_digest(folder: Path = REPO_ROOT / "autograder") -> str:
+    """A digest of the grader's own code: the .py and .yaml files under ``folder`` (whether git
+    tracks them or not: an untracked module is imported all the same; caches left out)."""
+    digest = hashlib.sha256()
+    _digest_files(Path(folder), digest, suffixes=(".py", ".yaml"))
+    return digest.hexdigest()
+
+
+def data_digest(rubric: Path) -> str:
+    """A digest of the course's data files a grading reads (the rubric's ``data:`` files and those
+    in AUTOGRADER_DATA_DIR, as rubric.data_files finds them), by name; "none" when there are none,
+    the error when the rubric names a file that is not there (every grading then reports it)."""
+    try:
+        files = data_files(rubric)
+    except RubricError as error:
+        return f"error: {error}"
+    if not files:
+        return "none"
+    digest = hashlib.sha256()
+    for name, path in sorted(files.items()):
+        digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def model_fingerprint(spec: str) -> str | None:
+    """The fingerprint of the files of the model ``spec`` names (models.fingerprint: config and
+    weights, remembered by file identity, so GPT-2 small is hashed once), without loading or
+    importing it; None where there is no such folder yet (tiny not built, gpt2 not fetched, a
+    folder that is not a checkpoint: grading then builds it, or fails and is retried)."""
+    from . import models
+    folder = models.models_root() / spec if spec in (models.TINY, models.GPT2) else Path(spec).expanduser()
+    try:
+        return models.fingerprint(folder)
+    except OSError:  # no such folder, or no config.json and weights in it
+        return None
 
 
 @dataclass
@@ -210,7 +258,8 @@ class Batch:
     model, device, seed, rubric: as for ``grade`` (model None: AUTOGRADER_MODEL or the default).
     timeout_s: wall-clock limit of one grading (None: the rubric's time_budget, else the sum of
         its per-test limits, + OVERHEAD_S).
-    progress: show a tqdm progress bar (on stderr).
+    progress: show a tqdm progress bar (on stderr), and a line for each submission not graded as
+        usual; False: a line for every submission as it finishes (for logs).
     """
 
     root: Path
@@ -250,8 +299,11 @@ class Batch:
             self.jobs = default_jobs(needs_model=self.needs_model)
         from . import models
         self.model_spec = self.model or os.environ.get("AUTOGRADER_MODEL") or models.default_model_spec()
+        # what every result depends on besides the submission's files, computed once per batch:
+        # the grader's code, the course's data, the model's files (when the rubric runs it)
         settings = {"rubric": hashlib.sha256(self.rubric.read_bytes()).hexdigest(), "model": self.model_spec,
-                    "device": self.device, "seed": self.seed}
+                    "model_files": model_fingerprint(self.model_spec) if self.needs_model else None,
+                    "device": self.device, "seed": self.seed, "code": code_digest(), "data": data_digest(self.rubric)}
         self.settings = settings
         self._settings_digest = json.dumps(settings, sort_keys=True).encode()
 
@@ -260,7 +312,8 @@ class Batch:
         return self.out / SUBMISSIONS / submission.id
 
     def key(self, submission: Submission) -> str:
-        """What the result depends on: the submission's files, the rubric and the settings."""
+        """What the result depends on: the submission's files and ``settings`` (the rubric, the
+        model and its files, device, seed, the grader's code and the course's data)."""
         digest = hashlib.sha256(self._settings_digest)
         _digest_files(submission.path, digest)
         return digest.hexdigest()
@@ -281,21 +334,27 @@ class Batch:
         from tqdm import tqdm
 
         self.out.mkdir(parents=True, exist_ok=True)
-        write_atomically(self.out / manifest_name(self.shard), json.dumps(self.manifest(), indent=1))
+        write_atomically(self.out / manifest_name(self.shard), json.dumps(self.manifest(), indent=1),
+                         shared=True)
         for line in self.warnings:
             self._say(f"warning: {line}")
         keys = {s.id: self.key(s) for s in self.assigned}
-        done, todo = {}, []
+        done, todo, retried = {}, [], 0
         for s in self.assigned:
             record = None if self.force else load_record(self.folder(s))
-            if record is not None and record.key == keys[s.id]:
+            if record is not None and record.key == keys[s.id] and record.status not in FAILED:
                 done[s.id] = replace(record, name=s.name, sid=s.sid, email=s.email)  # the metadata as it is now
             else:
                 todo.append(s)
+                retried += record is not None and record.key == keys[s.id]  # failed last time: try again
         shard_text = f", shard {self.shard[0]}/{self.shard[1]}: {len(self.assigned)} of them" if self.shard else ""
         self._say(f"{len(self.submissions)} submissions in {self.root} ({self.kind}){shard_text}")
-        if done:
-            self._say(f"{len(done)} already graded, skipped (--force regrades them)")
+        skipped = [f"{len(done)} already graded, skipped (--force regrades them)"] if done else []
+        if retried:
+            skipped.append(f"{retried} that timed out, crashed or failed in the grader "
+                           f"{'is' if retried == 1 else 'are'} graded again")
+        if skipped:
+            self._say("; ".join(skipped))
         if todo:
             # stale tables would look like this run's; they are written again at the end
             for name in ("scores.csv", "summary.csv", "totals.png"):
@@ -309,6 +368,7 @@ class Batch:
         pending = list(todo)
         bar = tqdm(total=len(todo), unit="submission", desc="grading", file=sys.stderr, disable=not self.progress,
                    dynamic_ncols=True)
+        finished = 0
         try:
             while pending or running:
                 while pending and len(running) < self.jobs:
@@ -321,8 +381,11 @@ class Batch:
                             record = self._finish(job, keep=set(running) - {pid})
                             del running[pid]
                         done[record.id] = record
-                        if record.status not in ("graded", "rejected"):
-                            bar.write(f"{record.id}: {record.status} (see {job.folder / 'grade.log'})")
+                        finished += 1
+                        if not self.progress:  # a line per submission shows the progress in logs
+                            self._say(f"[{finished}/{len(todo)}] {self._outcome(record)}")
+                        elif record.status != "graded":  # the bar shows the rest
+                            bar.write(self._outcome(record), file=self.stream)
                         bar.update(1)
         except BaseException:
             self._stop_all(list(running.values()))
@@ -330,6 +393,15 @@ class Batch:
         finally:
             bar.close()
         return [done[s.id] for s in self.assigned]
+
+    def _outcome(self, record: Record) -> str:
+        """One line for a finished grading: its id, status and score, and why when not graded."""
+        line = f"{record.id}: {record.status}, {record.total:g}/{self.max_score:g}"
+        if record.reason:
+            line += f" ({record.reason})"
+        if record.status in FAILED:
+            line += f"; log: {self.out / SUBMISSIONS / record.id / 'grade.log'}"
+        return line
 
     def _warm_up(self) -> None:
         """Build P6's reference outputs once, before parallel gradings would each build them."""
@@ -362,7 +434,8 @@ class Batch:
             command += ["--model", self.model]
         if self.seed is not None:
             command += ["--seed", str(self.seed)]
-        log = open(folder / "grade.log", "w", encoding="utf-8")
+        log = open(folder / "grade.log", "w", encoding="utf-8", opener=_private)
+        os.fchmod(log.fileno(), 0o600)  # one left by an earlier version may be readable by others
         now = time.monotonic()
         proc = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)
@@ -389,7 +462,7 @@ class Batch:
         self._tmpdirs.discard(job.tmpdir)
         _remove_partial_writes(job.folder)  # a killed grading's reserved space or half-written file
         results = job.folder / "results.json"
-        data, status = None, "crashed"
+        data, status, message = None, "crashed", ""
         if job.timed_out:
             status, message = "timeout", (f"Grading did not finish within the batch's limit of {self.timeout_s:g} s "
                                           f"and was stopped; see grade.log")
@@ -406,7 +479,9 @@ class Batch:
             report = failure_report(self.test_rows, message, execution_time=time.monotonic() - job.started,
                                     status=status)
             data = results_json(report)
-            write_atomically(results, json.dumps(data, indent=1))
+            write_atomically(results, json.dumps(data, indent=1))  # the owner's only, as a grading's own
+        elif status != "graded":
+            message = _reason(data)
         parts = {p: 0.0 for p in self.parts}
         for row in data.get("tests", []):
             part = (row.get("tags") or [""])[0]
@@ -414,7 +489,8 @@ class Batch:
                 parts[part] = round(parts[part] + float(row.get("score", 0.0)), 6)
         s = job.submission
         record = Record(s.id, s.name, s.sid, s.email, status, round(float(data.get("score", 0.0)), 6), parts,
-                        job.key, round(time.monotonic() - job.started, 1))
+                        job.key, round(time.monotonic() - job.started, 1),
+                        _one_line(message.replace(str(s.path), s.id)))  # its id: the same wherever DIR is
         save_record(job.folder, record)
         return record
 
@@ -444,11 +520,38 @@ class Batch:
         """Write the run's tables; returns what to print. A shard writes its own CSV only."""
         if self.shard:
             name = f"scores-shard-{self.shard[0]}-of-{self.shard[1]}.csv"
+            # the owner's only: other shards may still grade, and their students must not read these names
             write_atomically(self.out / name, scores_csv(records, self.parts))
             return (f"wrote {self.out / name}; when every shard is done, join them with "
                     f"`python -m autograder merge {self.out}` (or list each shard's folder)")
         summary = write_tables(self.out, records, self.manifest())
         return f"{summary}\nwrote {self.out / 'scores.csv'}, {self.out / 'summary.csv'}, {self.out / 'totals.png'}"
+
+
+def _private(path: str, flags: int) -> int:
+    """An opener for a file its owner alone may read (the students graded meanwhile must not)."""
+    return os.open(path, flags, 0o600)
+
+
+def _reason(data: dict) -> str:
+    """Why a grading's results.json is not a plain grading: the row saying why the upload could
+    not be graded (rejected, or the grader failed before grading), else the tests the grader
+    failed on."""
+    rows = data.get("tests", [])
+    for row in rows:
+        if row.get("name") == GRADER_ROW.title:
+            return str(row.get("output", ""))
+    faults = [row for row in rows if "not a fault of your submission" in str(row.get("output", ""))]
+    if not faults:
+        return "the grader failed on some tests; see results.json"
+    last_line = str(faults[0]["output"]).strip().splitlines()[-1]
+    return f"the grader failed on {len(faults)} tests, the first {faults[0]['name']}: {last_line}"
+
+
+def _one_line(text: str) -> str:
+    """``text``'s first line, cut to REASON_CHARS."""
+    line = (text.strip().splitlines() or [""])[0]
+    return line if len(line) <= REASON_CHARS else line[:REASON_CHARS - 1] + "…"
 
 
 def _remove_partial_writes(folder: Path) -> None:

@@ -4,7 +4,7 @@
                                     [--results FILE] [--seed N] [--rubric FILE] [--feedback]
     python -m autograder check [PATH] [--part P] [--model ...] [--device ...] [--seed N] [--results FILE]
     python -m autograder batch DIR [--jobs N] [--out OUT] [--shard I/N] [--force] [--timeout S]
-                                   [--model ...] [--device ...] [--seed N] [--rubric FILE]
+                                   [--model ...] [--device ...] [--seed N] [--rubric FILE] [--no-progress]
     python -m autograder merge OUT [OUT ...] [--out DEST]
     python -m autograder package [--out autograder.zip]
     python -m autograder prepare-model [--no-gpt2] [--model ...] [--device ...]
@@ -15,9 +15,11 @@ Settings come from the command line, else from environment variables (AUTOGRADER
 AUTOGRADER_DEVICE, AUTOGRADER_RUBRIC), else from defaults.
 
 Exit status: 0 done (whatever the score); 1 the upload could not be graded, or the grader failed
-on some tests (results are written all the same); 2 a usage error (a missing PATH, a model that
-is not there, CUDA asked for without CUDA, an unknown part), found before any grading and
-reported in one line; 130 interrupted by Ctrl-C (143 by SIGTERM), with nothing graded written.
+on some tests (results are written all the same); for batch, the grading of some submission
+timed out, crashed or failed in the grader (rejected uploads do not count; results and tables are
+written all the same); 2 a usage error (a missing PATH, a model that is not there, CUDA asked for
+without CUDA, an unknown part), found before any grading and reported in one line; 130
+interrupted by Ctrl-C (143 by SIGTERM), with nothing graded written.
 """
 from __future__ import annotations
 
@@ -90,7 +92,8 @@ def _parser() -> argparse.ArgumentParser:
     _model_options(batch)
     batch.add_argument("--seed", type=int, default=None, help="one seed for every submission (default: per submission)")
     _rubric_option(batch)
-    batch.add_argument("--no-progress", action="store_true", help="no progress bar")
+    batch.add_argument("--no-progress", action="store_true",
+                       help="no progress bar: a line per submission as it finishes instead (for logs)")
 
     merge = commands.add_parser("merge", help="join the outputs of batch --shard runs into one scores.csv")
     merge.add_argument("folders", type=Path, nargs="+", help="the shards' output folders (or one shared folder)")
@@ -266,6 +269,7 @@ def _grade(args, *, student: bool) -> int:
 
 def _batch(args) -> int:
     from .batch import Batch, BatchError, parse_shard
+    from .scores import FAILED
     try:
         shard = parse_shard(args.shard) if args.shard else None
     except ValueError as error:
@@ -283,11 +287,18 @@ def _batch(args) -> int:
         raise UsageError(str(error)) from None
     records = batch.run()
     print(batch.tables(records))
-    return 0
+    failed = [r for r in records if r.status in FAILED]
+    if failed:
+        print(f"{len(failed)} of {len(records)} gradings failed (timed out, crashed or failed in the grader; see "
+              f"each one's grade.log): run the same command again to grade them again", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def _merge(args) -> int:
     from .scores import MergeError, merge
+    for folder in args.folders:
+        if not folder.is_dir():
+            raise UsageError(f"{folder}: no such folder")
     try:
         print(merge(args.folders, args.out or args.folders[0]))
     except MergeError as error:

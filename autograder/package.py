@@ -61,11 +61,23 @@ def packaged_files(root: Path = REPO_ROOT) -> tuple[list[str], list[str]]:
     missing = [p for p in REQUIRED if p not in files]
     if missing:
         raise PackageError(f"required files are not tracked by git: {', '.join(missing)}")
-    changed = [line[3:] for line in _git(root, "status", "--porcelain", "--", *INCLUDED).splitlines() if line]
-    modified = [p for p in changed if p in files]
-    untracked = [p for p in changed if p not in files and _wanted(p.rstrip("/"))]
+    modified, deleted, untracked = [], [], []
+    # -z: paths as they are (no quotes around names with spaces), each entry ending in NUL
+    entries = iter(_git(root, "status", "--porcelain", "-z", "--", *INCLUDED).split("\0"))
+    for entry in entries:
+        code, path = entry[:2], entry[3:]
+        if "R" in code or "C" in code:
+            next(entries, None)  # a rename's or copy's source path follows as an entry of its own
+        if code == "??":
+            untracked += [path] if _wanted(path.rstrip("/")) else []
+        elif "D" in code:
+            deleted += [path] if _wanted(path) else []
+        elif path in files:
+            modified.append(path)
     if modified:
         notes.append(f"packaged with changes not committed: {', '.join(modified)}")
+    if deleted:
+        notes.append(f"not packaged (deleted, the deletion not committed): {', '.join(deleted)}")
     if untracked:
         notes.append(f"not packaged (not tracked by git; `git add` them to include them): {', '.join(untracked)}")
     return files, notes
@@ -98,7 +110,7 @@ def build_package(out: Path | str = "autograder.zip", *, root: Path = REPO_ROOT)
             info.external_attr = (0o100755 if path in EXECUTABLE else 0o100644) << 16
             info.compress_type = zipfile.ZIP_DEFLATED
             archive.writestr(info, data)
-    write_atomically(out, buffer.getvalue())
+    write_atomically(out, buffer.getvalue(), shared=True)
     lines = [f"wrote {out} ({len(files) + 1} files, {len(buffer.getvalue()) >> 10} KiB): upload it on Gradescope as "
              f"the autograder (a base image whose python3 is 3.11 or newer, e.g. Ubuntu 24.04). Its setup.sh installs torch's CPU build and "
              f"fetches GPT-2 small while the image builds (the build fails if it cannot)."]

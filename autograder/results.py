@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -153,12 +154,17 @@ def results_json(report: GradingReport) -> dict:
     return data
 
 
-def write_atomically(path: Path | str, data: bytes | str) -> Path:
+def write_atomically(path: Path | str, data: bytes | str, *, shared: bool = False) -> Path:
     """Write ``path`` so that a reader never sees half a file (a temporary file in the same
-    folder, then a rename); an interrupted write leaves neither file behind."""
+    folder, then a rename); an interrupted write leaves neither file behind.
+
+    shared: the file gets the permissions the umask gives a new file (0666 & ~umask), for the
+    files people open (a batch's tables and manifests, the package); otherwise it is readable by
+    its owner only (0600): results and records, which student code graded meanwhile (as another
+    user, where no private filesystem hides them) must not read."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    fd, tmp = _create_beside(path, mode=0o666 if shared else 0o600)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data.encode("utf-8") if isinstance(data, str) else data)
@@ -167,6 +173,18 @@ def write_atomically(path: Path | str, data: bytes | str) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _create_beside(path: Path, *, mode: int) -> tuple[int, str]:
+    """A new hidden file ``.<name>.<random>`` beside ``path``, created with ``mode`` (the kernel
+    applies the umask, as for any new file; mkstemp would force 0600); (fd, its path)."""
+    for _ in range(100):
+        tmp = str(path.parent / f".{path.name}.{secrets.token_hex(4)}")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name beside {path}")
 
 
 def reserve_results(path: Path | str) -> Path | None:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from autograder.package import packaged_files
 from autograder.rubric import load_rubric
 from conftest import REFERENCE, REPO, rubric_of_parts
 from gradescope_schema import validate_results
@@ -53,6 +54,36 @@ def test_the_package_holds_what_grading_needs_and_nothing_else(tmp_path):
     assert (tmp_path / "autograder.zip").stat().st_size < 2 << 20
     build(tmp_path / "again.zip")  # reproducible: the same files give the same bytes
     assert (tmp_path / "again.zip").read_bytes() == (tmp_path / "autograder.zip").read_bytes()
+
+
+def test_the_notes_name_deleted_and_untracked_files_as_they_are(tmp_path):
+    """A checkout with a tracked file deleted, another edited, and untracked files (one whose
+    name has a space, which git's plain porcelain would quote)."""
+    for name in ("setup.sh", "run_autograder", "requirements.txt", "autograder/__main__.py", "autograder/rubric.yaml",
+                 "autograder/gone.py", "autograder/edited.py"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("# tracked\n")
+    git = ["git", "-C", str(tmp_path), "-c", "user.name=test", "-c", "user.email=test@example.edu"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "tracked"], check=True)
+    (tmp_path / "autograder" / "gone.py").unlink()
+    (tmp_path / "autograder" / "edited.py").write_text("# edited\n")
+    (tmp_path / "autograder" / "my notes.py").write_text("# untracked\n")
+    (tmp_path / "autograder" / "new.py").write_text("# untracked\n")
+    files, notes = packaged_files(tmp_path)
+    assert "autograder/gone.py" not in files and "autograder/edited.py" in files
+    assert notes == ["packaged with changes not committed: autograder/edited.py",
+                     "not packaged (deleted, the deletion not committed): autograder/gone.py",
+                     "not packaged (not tracked by git; `git add` them to include them): autograder/my notes.py, "
+                     "autograder/new.py"], notes
+
+
+def test_the_zip_gets_the_permissions_the_umask_gives(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "autograder", "package", "--out", str(tmp_path / "autograder.zip")],
+                          cwd=REPO, capture_output=True, text=True, timeout=120, preexec_fn=lambda: os.umask(0o022))
+    assert done.returncode == 0, done.stderr
+    assert oct((tmp_path / "autograder.zip").stat().st_mode & 0o777) == oct(0o644)
 
 
 def _unzip(archive: Path, dest: Path) -> None:
