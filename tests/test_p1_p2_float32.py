@@ -6,8 +6,12 @@ random-instance generators, each drawn as the grader draws it (the run's seed an
 test's id), plus the public instances: on every one the error must stay within a tenth of the
 check's tolerance (a fifth for a float32 loop), and on the first 200 seeds and the public
 instances the checks' own ``check`` must pass them, handed over by a stand-in student
-(``check`` formats every instance for its feedback, which costs more than the arithmetic). Before the tolerances were condition-aware, 2.5 % of seeds failed a
-float32 expected_kl, 0.8 % theta_independent_term and 7.6 % P2's b.
+(``check`` formats every instance for its feedback, which costs more than the arithmetic).
+
+Under the old tolerances (1e-6·|expected|, and 1e-6·max|centred entry| for P2) these 2000 seeds
+failed the torch answers 37 times for expected_kl, 23 for theta_independent_term, 1 for
+expected_log_likelihood and 167 times (8.4 %) for P2; P1's float32 loop failed up to 94 times per
+function and P2's float32 answer that keeps the normaliser 372 times. Now none fails.
 """
 import zlib
 
