@@ -8,8 +8,10 @@ Values arrive from the child already decoded (``codec``): plain Python, numpy, o
   and infinities refused), ``as_bool`` (bool, numpy bool, 0-d bool array or tensor),
   ``as_array`` (ndarray or tensor of the exact shape, finite), ``expect_exact_int`` (counts).
 - Numbers: ``expect_close`` (entrywise ``|got − expected| ≤ atol + rtol·|expected|`` in
-  float64, the caller states rtol and atol) and ``expect_close_up_to_shift`` (the same after
-  removing a shift common to all rows, for softmax parameters).
+  float64, the caller states rtol and atol; or ``atol + rtol·scale`` with a ``scale`` the caller
+  computes, for a result much smaller than the terms it is computed from) and
+  ``expect_close_up_to_shift`` (the same after removing a shift common to all rows, for softmax
+  parameters).
 - Statistics (means, variances, fits of draws, each with a false-fail bound) are in
   ``statistical.py``.
 """
@@ -187,8 +189,17 @@ def as_array(value, *, shape: tuple, call: str, hint: str = "", instance: str = 
     (TensorValue) of an integer or floating dtype with finite entries (or -inf, where
     ``minus_infinity_ok``: masked logits, which softmax gives probability 0). Bool and complex
     arrays, lists, other shapes (also (k, 1) for (k,)) and other NaN/infinite entries are refused;
-    the message names ``name``, the shape wanted and the first bad entry."""
+    the message names ``name``, the shape wanted and the first bad entry. For a list or tuple the
+    hint is replaced by what to do (the values are not judged until the form is right, so a hint
+    about them would mislead)."""
     array = value.array if isinstance(value, TensorValue) else value
+    if type(array) in (list, tuple):
+        what = "a list" if type(array) is list else "a tuple"
+        arg = name if name.isidentifier() else "..."
+        _fail(call=call, got=f"{name} = {short(value)}, {describe(value)}", instance=instance,
+              expected=f"{name} as {ARRAY_FORMS} of real numbers with shape {tuple(shape)}, not {what}",
+              hint=f"{what} is not accepted, whatever its numbers: return np.asarray({arg}, dtype=float) or a "
+                   f"tensor (torch.tensor({arg})) of shape {tuple(shape)}; the values are checked once the form is right.")
     if type(array) is not np.ndarray or array.dtype.kind not in _REAL_KINDS:
         _fail(call=call, got=f"{name} = {short(value)}, {describe(value)}", hint=hint, instance=instance,
               expected=f"{name} as {ARRAY_FORMS} of real numbers with shape {tuple(shape)}")
@@ -214,33 +225,44 @@ def _worst_entry(got: np.ndarray, expected: np.ndarray, tolerance: np.ndarray):
     return tuple(int(i) for i in index), outside
 
 
+def _tolerance_text(*, atol: float, rtol: float, scale: float | None, scale_of: str) -> str:
+    """How a tolerance was made, as feedback states it after its value."""
+    if scale is None:
+        return f"{atol:g} + {rtol:g}·|expected|"
+    return f"{atol:g} + {rtol:g}·S, S = {scale_of} = {scale:.3g}" if scale_of else f"{atol:g} + {rtol:g}·{scale:.3g}"
+
+
 def expect_close(got, expected, *, rtol: float, atol: float, call: str, hint: str = "", instance: str = "",
-                 name: str = "the value"):
+                 name: str = "the value", scale: float | None = None, scale_of: str = ""):
     """Pass when ``got`` equals ``expected`` within ``|got − expected| ≤ atol + rtol·|expected|``
-    entrywise, in float64. A scalar ``expected`` takes any accepted real (see ``as_real``); an
-    array ``expected`` takes an ndarray or tensor of the same shape (see ``as_array``). Returns
-    ``got`` as float64. The feedback reports the worst entry: index, got, expected, difference
-    and tolerance."""
+    entrywise, in float64; with ``scale``, within ``atol + rtol·scale`` instead (the caller's
+    measure of the terms the result is computed from, which rounding errors grow with; a result
+    far smaller than its terms, such as a KL near 0, would otherwise get a tolerance below
+    float32's rounding). ``scale_of`` says in words what ``scale`` is, for the feedback.
+    A scalar ``expected`` takes any accepted real (see ``as_real``); an array ``expected`` takes
+    an ndarray or tensor of the same shape (see ``as_array``). Returns ``got`` as float64. The
+    feedback reports the worst entry: index, got, expected, difference and tolerance."""
     expected_array = np.asarray(expected, dtype=np.float64)
+    how = _tolerance_text(atol=atol, rtol=rtol, scale=scale, scale_of=scale_of)
+    magnitude = np.abs(expected_array) if scale is None else np.full(expected_array.shape, float(scale))
     if expected_array.shape == ():
         number = as_real(got, call=call, hint=hint, instance=instance)
         expected_number = float(expected_array)
-        tolerance = atol + rtol * abs(expected_number)
+        tolerance = atol + rtol * float(magnitude)
         if not abs(number - expected_number) <= tolerance:
             _fail(call=call, got=f"{number!r}", hint=hint, instance=instance,
                   expected=f"{expected_number!r} (difference {number - expected_number:.3g}; "
-                           f"tolerance {tolerance:.2g} = {atol:g} + {rtol:g}·|expected|)")
+                           f"tolerance {tolerance:.2g} = {how})")
         return number
     array = as_array(got, shape=expected_array.shape, call=call, hint=hint, instance=instance, name=name)
-    tolerance = atol + rtol * np.abs(expected_array)
+    tolerance = atol + rtol * magnitude
     index, outside = _worst_entry(array, expected_array, tolerance)
     if outside:
         _fail(call=call, hint=hint, instance=instance,
               got=f"{name} with {outside} of {array.size} entries off; the worst, {name}{list(index)}, "
                   f"is {float(array[index])!r}",
               expected=f"{name}{list(index)} = {float(expected_array[index])!r} (difference "
-                       f"{array[index] - expected_array[index]:.3g}; tolerance {tolerance[index]:.2g} = "
-                       f"{atol:g} + {rtol:g}·|expected|)")
+                       f"{array[index] - expected_array[index]:.3g}; tolerance {tolerance[index]:.2g} = {how})")
     return array
 
 
@@ -294,28 +316,40 @@ def is_half_precision(value: float) -> bool:
 
 
 def expect_close_up_to_shift(got, expected, *, rtol: float, atol: float, call: str, hint: str = "",
-                             instance: str = "", name: str = "the value") -> np.ndarray:
+                             instance: str = "", name: str = "the value", scale: float | None = None,
+                             scale_of: str = "") -> np.ndarray:
     """Pass when ``got − expected`` is the same along axis 0 (every row of a matrix shifted by
     one vector c, every entry of a vector by one scalar d), as for softmax parameters, whose
     posterior does not change under (W + 1cᵀ, b + d1).
 
     Both arrays are centred along axis 0 (the mean over rows subtracted), which removes any
-    common shift, and compared entrywise with ``|got_c − expected_c| ≤ atol + rtol·max|expected_c|``
-    (the tolerance scales with the reference's centred entries, so a huge shift buys no slack).
-    Returns the shift found (mean over rows of got − expected). Feedback reports the worst entry
-    of the centred arrays and says that a common shift is allowed."""
+    common shift, and compared entrywise with ``|got_c − expected_c| ≤ atol + rtol·max|expected_c|``,
+    or ``atol + rtol·scale`` with ``scale`` (the caller's measure of the terms the entries are
+    computed from; ``scale_of`` says what it is). Either way the tolerance comes from the
+    reference, never from the answer, so a huge shift buys no slack. Returns the shift found
+    (mean over rows of got − expected). Feedback reports the worst entry of the centred arrays,
+    which rows are off, and says that a common shift is allowed."""
     expected_array = np.asarray(expected, dtype=np.float64)
     array = as_array(got, shape=expected_array.shape, call=call, hint=hint, instance=instance, name=name)
     got_centred = array - array.mean(axis=0)
     expected_centred = expected_array - expected_array.mean(axis=0)
-    tolerance = np.full(expected_array.shape, atol + rtol * float(np.max(np.abs(expected_centred), initial=0.0)))
+    magnitude = float(np.max(np.abs(expected_centred), initial=0.0)) if scale is None else float(scale)
+    tolerance = np.full(expected_array.shape, atol + rtol * magnitude)
     index, outside = _worst_entry(got_centred, expected_centred, tolerance)
     if outside:
-        row = index[0]
+        row, rows = index[0], expected_array.shape[0]
+        excess = np.abs(got_centred - expected_centred) > tolerance
+        rows_off = int(np.count_nonzero(excess.reshape(rows, -1).any(axis=1)))
+        # Only when the other rows all agree can one row be blamed; otherwise say how many disagree.
+        which = (f"so row {row} alone is wrong relative to the others" if rows_off == 1 else
+                 f"so the rows disagree with one another: {rows_off} of {rows} rows are off after centring, "
+                 f"the worst row {row}")
+        how = _tolerance_text(atol=atol, rtol=rtol, scale=scale, scale_of=scale_of) if scale is not None else \
+            f"{atol:g} + {rtol:g}·max|centred expected|"
         _fail(call=call, hint=hint, instance=instance,
               got=f"{name} whose rows differ from the right answer by more than one common shift: after subtracting "
                   f"the mean over rows, {name}{list(index)} is {got_centred[index]:.10g}",
               expected=f"{expected_centred[index]:.10g} there (difference {got_centred[index] - expected_centred[index]:.3g}, "
-                       f"tolerance {tolerance[index]:.2g}; {outside} of {array.size} entries off; any shift shared by "
-                       f"all {expected_array.shape[0]} rows is accepted, so row {row} alone is wrong relative to the others)")
+                       f"tolerance {tolerance[index]:.2g} = {how}; {outside} of {array.size} entries off; any shift "
+                       f"shared by all {rows} rows is accepted, {which})")
     return (array - expected_array).mean(axis=0)

@@ -98,6 +98,36 @@ def test_expect_close_up_to_shift_accepts_common_shifts_only():
         expect_close_up_to_shift(wrong + 1e9, b, rtol=1e-6, atol=1e-9, call="s()", name="b")
 
 
+
+def test_expect_close_with_a_scale_uses_it_and_says_so():
+    # a small result summed from large terms: the tolerance follows the terms, not the result
+    assert expect_close(0.0030133, 0.0030132, rtol=1e-5, atol=0, call="f()", scale=3.0) == 0.0030133
+    with pytest.raises(CheckFailed, match=r"tolerance 3e-05 = 0 \+ 1e-05·S, S = the terms' size = 3\)"):
+        expect_close(0.0031, 0.0030132, rtol=1e-5, atol=0, call="f()", scale=3.0, scale_of="the terms' size")
+
+
+def test_expect_close_up_to_shift_with_a_scale_and_which_rows_are_off():
+    b = np.array([0.1, 0.1001])
+    expect_close_up_to_shift(b + np.array([5e-7, -5e-7]), b, rtol=1e-6, atol=0, call="s()", name="b", scale=10.0)
+    with pytest.raises(CheckFailed) as error:  # two rows: neither can be blamed alone
+        expect_close_up_to_shift(b + np.array([0.0, 1e-3]), b, rtol=1e-6, atol=0, call="s()", name="b", scale=10.0,
+                                 scale_of="the terms")
+    text = str(error.value)
+    assert "2 of 2 entries off" in text and "2 of 2 rows are off" in text and "alone" not in text
+    assert "tolerance 1e-05 = 0 + 1e-06·S, S = the terms = 10" in text
+    many = np.arange(6.0)
+    with pytest.raises(CheckFailed, match="so row 3 alone is wrong relative to the others"):
+        expect_close_up_to_shift(many + np.array([0, 0, 0, 1.0, 0, 0]), many, rtol=0, atol=0.5, call="s()", name="b")
+
+
+@pytest.mark.parametrize("value, kind", [([[1.0, 2.0]], "a list"), ((1.0, 2.0), "a tuple")])
+def test_as_array_says_how_to_convert_a_list(value, kind):
+    with pytest.raises(CheckFailed) as error:
+        as_array(value, shape=(2,), call="h()", name="b", hint="a hint about the formula")
+    text = str(error.value)
+    assert f"not {kind}" in text and "np.asarray(b, dtype=float) or a tensor" in text and "formula" not in text
+
+
 def test_normal_threshold_values():
     assert normal_threshold(1e-6) == pytest.approx(4.8916, abs=1e-4)
     assert normal_threshold(1e-7) == pytest.approx(5.3267, abs=1e-4)

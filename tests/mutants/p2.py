@@ -55,6 +55,15 @@ MUTANTS = {
                           {"p2_uniform_public", "p2_nonuniform_public", "p2_random"}),
     # the public answers from a table
     "hard_coded": (_hard_coded(), {"p2_random"}),
+    # right numbers as nested Python lists: refused (the API returns arrays), with what to do
+    "nested_lists": ("""
+import math
+
+def softmax_parameters(pi, mu, sigma):
+    W = [[float(m) / sigma**2 for m in row] for row in mu]
+    b = [math.log(float(p)) - sum(float(m)**2 for m in row) / (2 * sigma**2) for p, row in zip(pi, mu)]
+    return W, b
+""", {"p2_uniform_public", "p2_nonuniform_public", "p2_random"}),
     # + ‖μ_y‖²/(2σ²): the square expanded with the wrong sign
     "norm_term_sign": (replace(B_LINE, "b = np.log(pi) + np.sum(mu**2, axis=1) / (2 * sigma**2)"),
                        {"p2_uniform_public", "p2_nonuniform_public", "p2_random"}),
@@ -93,6 +102,16 @@ RIGHT_BUT_DIFFERENT = {
             b = torch.log(torch.as_tensor(pi)) - (mu**2).sum(dim=1) / (2 * sigma**2) - 0.5 * n * math.log(2 * math.pi * sigma**2)
             return W, b.to(torch.float64)
         """,
+    # the student-side reproduction of float32 false fails: torch.Tensor (float32) throughout; the
+    # tolerance scales with log π_y and ‖μ_y‖²/(2σ²), not with the centred b (tiny when k = 2)
+    "torch_float32": """
+        import torch
+        def softmax_parameters(pi, mu, sigma):
+            pi, mu = torch.Tensor(pi), torch.Tensor(mu)
+            W = mu / sigma**2
+            b = torch.log(pi) - (mu**2).sum(dim=1) / (2 * sigma**2)
+            return W, b
+        """,
 }
 
 
@@ -105,6 +124,10 @@ FEEDBACK = {
         "Hint: your b leaves out log π_y: that is only right when the prior is uniform",
         "any shift shared by all 2 rows is accepted"]},
     "b_column": {"p2_uniform_public": ["b with shape (2, 1)", "expected b with shape (2,)"]},
+    "nested_lists": {test: ["a list", "not a list", "return np.asarray(W, dtype=float) or a tensor"]
+                     for test in ("p2_uniform_public", "p2_nonuniform_public", "p2_random")},
+    "one_class_shifted": {"p2_uniform_public": ["2 of 2 entries off", "2 of 2 rows are off after centring",
+                                                "tolerance", "1e-09 + 4e-06·S, S = max_y"]},
 }
 
 CASES = cases("p2", files_of=lambda text: {FILE: source(text)}, mutants=MUTANTS, right=RIGHT_BUT_DIFFERENT,
