@@ -116,15 +116,17 @@ def known_mistakes(function: str, p, q) -> list[tuple[str, float | None]]:
     conditional = np.divide(p, p_x, out=np.zeros_like(p), where=p_x > 0)
     with np.errstate(divide="ignore"):
         log_p, log_c, log_q = np.log(p), np.log(conditional), np.log(q)
+    with np.errstate(invalid="ignore"):  # -inf - -inf where both are 0: those cells have weight 0 (see _log_sum)
+        q_over_c, p_over_q, c_over_q = log_q - log_c, log_p - log_q, log_c - log_q
     common = [("that is the right value in bits: use the natural log (np.log), not log2.", expected / np.log(2.0)),
               ("that is the right value with the opposite sign.", -expected)]
     if function == "expected_kl":
         return [("KL's arguments are swapped: you computed E_p(x)[KL(q(y|x) ‖ p(y|x))]; expected_kl is "
-                 "E_p(x)[KL(p(y|x) ‖ q(y|x))], weighted by the data's p(y|x).", _log_sum(p_x * q, log_q - log_c)),
+                 "E_p(x)[KL(p(y|x) ‖ q(y|x))], weighted by the data's p(y|x).", _log_sum(p_x * q, q_over_c)),
                 ("that is Σ p(x, y) log(p(x, y) / q(y|x)): inside the log use the conditional p(y|x) = p(x, y) / p(x), "
-                 "not the joint.", _log_sum(p, log_p - log_q)),
+                 "not the joint.", _log_sum(p, p_over_q)),
                 ("that is the plain sum over x of KL(p(y|x) ‖ q(y|x)): weight each x by p(x).",
-                 _log_sum(conditional, log_c - log_q)), *common]
+                 _log_sum(conditional, c_over_q)), *common]
     if function == "expected_log_likelihood":
         return [("that weights log q(y|x) by p(y|x): weight by the joint p(x, y).", _log_sum(conditional, log_q)),
                 *common]
