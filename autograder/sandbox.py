@@ -139,6 +139,7 @@ class Launcher:
             devices += sorted(str(p) for p in Path("/dev").glob("nvidia*"))
         system = [p for p in ("/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
                   if os.path.isdir(p) and not os.path.islink(p)]
+        model_dir = os.path.realpath(model_dir) if model_dir else None  # the private filesystem binds resolved paths
         config = {"model_dir": str(model_dir or ""), "threads": torch_threads(), "private_root": str(private_root or ""),
                   "harness_modules": list(harness_modules),
                   "read_only": [*system, sys.prefix, sys.base_prefix, os.path.dirname(os.path.realpath(sys.executable)),

@@ -172,6 +172,21 @@ def test_a_checkout_reached_through_a_symlink_grades_as_usual(tmp_path, p3_rubri
     assert "could read" not in done.stdout + done.stderr
 
 
+def test_a_models_folder_reached_through_a_symlink_serves_the_model(tmp_path):
+    """AUTOGRADER_MODELS (or models/) a symlink, as on a machine whose models live on another disk:
+    the children load the model by its resolved path, the only one their private filesystem has."""
+    from autograder.models import models_root
+    link = tmp_path / "linked-models"
+    link.symlink_to(models_root().resolve(), target_is_directory=True)
+    results = tmp_path / "r.json"
+    done = subprocess.run([sys.executable, "-m", "autograder", "grade", str(REFERENCE), "--results", str(results),
+                           "--part", "p6d", "--model", "tiny"], cwd=REPO, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "AUTOGRADER_MODELS": str(link)})
+    assert done.returncode == 0, done.stdout + done.stderr
+    data = json.loads(results.read_text())
+    assert data["score"] == 5 and "linked-models" in data["output"], data["output"]
+
+
 def test_cli_exits_zero_for_a_failing_submission(tmp_path, p3_rubric):
     results = tmp_path / "r.json"
     done = subprocess.run([sys.executable, "-m", "autograder", "grade", str(TEMPLATE), "--results", str(results),
