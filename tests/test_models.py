@@ -346,7 +346,7 @@ def test_course_tokenizer_files_load(tmp_path):
     assert ids[:2] == [15496, 995] and tokenizer.decode(ids) == text
 
 
-# --- the memo of repeated calls (course_model.CallMemo) ----------------------------------------
+# --- the memo of repeated calls (call_memo.CallMemo) ----------------------------------------
 def _same(a, b) -> bool:
     return a[0].shape == b[0].shape and torch.equal(a[0], b[0]) and len(a[1]) == len(b[1]) and \
         all(torch.equal(x, y) for x, y in zip(a[1], b[1]))

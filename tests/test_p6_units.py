@@ -262,7 +262,7 @@ def test_classification_stand_ins_behave_like_the_course_model_and_log_likelihoo
 
     from autograder import models
     from autograder.child.course_model import load_course_model
-    from autograder.problems.p6.child import _like_returned, _log_likelihood_stand_in, _text_model
+    from autograder.problems.p6.child_classifier import _like_returned, _log_likelihood_stand_in, _text_model
     from reference.submission.likelihood import log_likelihood
 
     model, config = load_course_model(models.resolve_model("tiny"))

@@ -37,7 +37,7 @@ from . import codec, harness
 from .harness import StudentFailure
 
 _MAX_TRACEBACK = 4000
-MEMO_BYTES = 256 << 20  # answers of repeated model calls kept (course_model.CallMemo)
+MEMO_BYTES = 256 << 20  # answers of repeated model calls kept (call_memo.CallMemo)
 
 
 def _student_traceback(error: BaseException, work_root: str) -> str:

@@ -201,7 +201,7 @@ def _stubbed(student, reference, rng, outcome) -> None:
     """The fallback: classification's decisions on course-scale log-likelihoods (see the module
     docstring). A classifier that calls log_likelihood gets each value from a stand-in for it; one
     that computes the log-likelihood itself gets it from a stand-in model under which the text has
-    exactly that log-likelihood (autograder/child/p6_harness.py); both are judged alike."""
+    exactly that log-likelihood (problems/p6/child_classifier.py); both are judged alike."""
     values = [*np.round(rng.uniform(*RANDOM_RANGE, size=3), 2), *RANDOM_RANGE,
               *np.round(rng.uniform(*ENGLISH_RANGE, size=3), 2), *ENGLISH_RANGE]
     values = [float(v) for v in values]
