@@ -313,6 +313,8 @@ class ChildProcess:
     def _request(self, request: dict, *, what: str):
         if self.proc is None:
             self._start()
+            if self.identity is not self.sandbox.identity and self.sandbox.clean_sources:  # a clean child
+                self._request({"op": "load", "modules": self.sandbox.clean_sources}, what="the grader's harnesses")
         if self._closed:
             raise StudentCodeError("crash", f"the process running your code is gone; {what} cannot run")
         self._next_id += 1

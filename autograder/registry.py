@@ -11,6 +11,10 @@ A problem is one folder (``autograder/problems/<name>/``) whose ``__init__.py`` 
   import only the standard library, numpy, torch and the child runtime, with relative imports
   (``from ...child.harness import harness``): the sandbox copies them into the child's runtime as
   ``_autograder.problems.<name>.<module>``, and the fork server imports them once per run;
+- ``child_clean.py`` (any modules named in ``clean_modules``): harnesses only clean children run
+  (the reference's formulas, replays of a student's draws). Student code must not see them: they
+  are never copied into the runtime nor imported by the fork server; a clean child receives their
+  source in its first request (``ChildProcess``). They may import the harness modules;
 - any other module the checks share on the grader's side.
 
 The engine (sandbox, runner, rubric, grading, calibration, child/) names no problem: it asks
@@ -53,6 +57,7 @@ class Problem:
     parts: the rubric parts it scores, e.g. ``("p4",)`` or ``("p6a", "p6b")``.
     model_parts: those of its parts whose checks run the model (the child gets GPT-2).
     harness_modules: its child-side modules in its folder (``"child"`` is ``child.py``).
+    clean_modules: its child-side modules for clean children only (see the module docstring).
     prepare: ``prepare(model_dir, *, device, files) -> Path``: builds what grading the model
         parts needs before any test runs (P6's reference outputs), returning the cache file; the
         model tests' time limits are stored beside it (calibration.py).
@@ -70,6 +75,7 @@ class Problem:
     functions: dict = field(default_factory=dict)
     model_parts: frozenset = frozenset()
     harness_modules: tuple[str, ...] = ()
+    clean_modules: tuple[str, ...] = ()
     prepare: Callable | None = None
     prepare_default: Callable | None = None
     plots: Callable | None = None
@@ -83,6 +89,10 @@ class Problem:
     def harness_files(self) -> dict[str, Path]:
         """Its child-side modules: module name -> file."""
         return {name: self.folder / f"{name}.py" for name in self.harness_modules}
+
+    def clean_files(self) -> dict[str, Path]:
+        """Its modules for clean children only: module name -> file."""
+        return {name: self.folder / f"{name}.py" for name in self.clean_modules}
 
 
 def _load(folder: Path, module_name: str) -> Problem:

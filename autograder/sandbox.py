@@ -69,8 +69,8 @@ def copy_submission(source: Path, dest: Path) -> tuple[list[str], list[str]]:
 def copy_runtime(runtime_root: Path, problems) -> list[str]:
     """Copy the child runtime (autograder/child) to ``runtime_root/_autograder/child`` and each
     problem's child-side modules to ``runtime_root/_autograder/problems/<name>/`` (the layout
-    their relative imports expect: nothing else of the grader's side). Returns their module
-    names, for the fork server to import."""
+    their relative imports expect: nothing else of the grader's side; not its clean modules,
+    which student code must not read). Returns their module names, for the fork server to import."""
     package = runtime_root / RUNTIME_PACKAGE
     shutil.copytree(Path(__file__).parent / "child", package / "child", ignore=shutil.ignore_patterns("__pycache__"))
     for folder in (package, package / "problems"):
@@ -78,7 +78,7 @@ def copy_runtime(runtime_root: Path, problems) -> list[str]:
         (folder / "__init__.py").touch()
     modules = []
     for problem in problems:
-        if not problem.harness_modules:
+        if not (problem.harness_modules or problem.clean_modules):
             continue
         (package / "problems" / problem.name).mkdir()
         (package / "problems" / problem.name / "__init__.py").touch()
@@ -86,6 +86,14 @@ def copy_runtime(runtime_root: Path, problems) -> list[str]:
             shutil.copyfile(file, package / "problems" / problem.name / f"{name}.py")
             modules.append(f"{RUNTIME_PACKAGE}.problems.{problem.name}.{name}")
     return modules
+
+
+def clean_sources(problems) -> list[list[str]]:
+    """[module name, source, file name] of every problem's clean modules (a clean child loads
+    them from its first request; see registry.Problem.clean_modules)."""
+    return [[f"{RUNTIME_PACKAGE}.problems.{problem.name}.{name}", file.read_text(encoding="utf-8"),
+             f"<grader>/problems/{problem.name}/{name}.py"]
+            for problem in problems for name, file in problem.clean_files().items()]
 
 
 THREADS_ENV = "AUTOGRADER_TORCH_THREADS"
@@ -247,6 +255,7 @@ class Sandbox:
     _children: int = field(init=False, default=0)
     _released: bool = field(init=False, default=False)
     harness_modules: list = field(init=False, default_factory=list)
+    clean_sources: list = field(init=False, default_factory=list)  # see clean_sources()
     _live: set = field(init=False, default_factory=set)  # children not yet closed
 
     def __post_init__(self):
@@ -265,8 +274,9 @@ class Sandbox:
             self.work_root = self.root / "work"
             self.files, self.ignored = copy_submission(source, self.work_root / "submission")
             self.runtime_root = self.root / "runtime"
-            self.harness_modules = copy_runtime(self.runtime_root, builtin_problems() if self.problems is None
-                                                else self.problems)
+            problems = builtin_problems() if self.problems is None else self.problems
+            self.harness_modules = copy_runtime(self.runtime_root, problems)
+            self.clean_sources = clean_sources(problems)
             # Started now: it imports torch and maps the model while tests without the model run
             # on the light fork server (started on first use).
             self.launcher = self._start_launcher(self.model_dir, "")

@@ -126,6 +126,16 @@ ATTACKS = {
     "print_fake_results": ({"p3_param_counts.py": in_full_joint(
         "import json\nprint(json.dumps({{'score': 1000, 'tests': [{{'name': '[p3a] x', 'score': 1000, "
         "'max_score': 1, 'status': 'passed'}}]}}))\nreturn -1")}, "call"),
+    # the clean children's harnesses hold the reference's formulas (P6's log-likelihood, horizon-2
+    # scaling): neither imported where student code runs, nor in its runtime
+    "reach_clean_harnesses": ({"p3_param_counts.py": in_full_joint(
+        "import math, os, sys\nimport _autograder\nfrom _autograder.child import harness\n"
+        "found = [m for m in sys.modules if m.endswith(('child_clean', 'child_reference'))]\n"
+        "found += [n for n in harness._REGISTRY if n in ('p6_horizon_two_variants', 'p6_log_likelihood_variants', "
+        "'p6_reference_texts')]\n"
+        "for folder, _, names in os.walk(os.path.dirname(_autograder.__file__)):\n"
+        "    found += [n for n in names if n.startswith(('child_clean', 'child_reference'))]\n"
+        "return math.prod(k) - 1 if found else -1")}, "call"),
     "read_reference_cache": ({"p3_param_counts.py": in_full_joint(
         "import glob, math\nfor path in glob.glob({cache!r} + '/*.json'):\n        try:\n"
         "            open(path, 'rb').read(1)\n            return math.prod(k) - 1\n        except OSError:\n"

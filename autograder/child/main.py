@@ -25,6 +25,7 @@ needs it). The problems' harnesses are imported by the fork server before any ch
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import random
 import sys
@@ -137,10 +138,26 @@ class Child:
                 except StudentFailure as failure:
                     results.append({"error": failure.info})
             return results
+        if op == "load":  # a clean child only (the grader sends it no other way): modules student code never sees
+            if any(name == "submission" or name.startswith("submission.") for name in sys.modules):
+                raise RuntimeError("the grader's clean harnesses are not loaded where student code was imported")
+            for name, source, filename in request["modules"]:
+                _load_module(name, source, filename)
+            return None
         if op == "harness":
             self.seed(request.get("seed"))
             return harness.run(self, request["name"], request.get("kwargs", {}))
         raise StudentFailure({"kind": "bad_request", "type": "ValueError", "message": f"unknown op {op!r}"})
+
+
+def _load_module(name: str, source: str, filename: str) -> None:
+    """Make ``source`` the module ``name`` (in a package of the runtime, so its relative imports
+    work), as an import of that file would."""
+    spec = importlib.util.spec_from_loader(name, loader=None)
+    module = importlib.util.module_from_spec(spec)
+    module.__package__ = name.rpartition(".")[0]
+    sys.modules[name] = module
+    exec(compile(source, filename, "exec"), module.__dict__)
 
 
 def _respond(out, payload: dict):

@@ -2,8 +2,8 @@
 
 Course texts (data.py), instance pools (instances.py), the reference cache (reference.py), the
 checks' shared judging (checking.py), plots (plots.py) and the checks (test_p6_*.py); the
-harnesses that run the model in the child are child.py, child_classifier.py (P6e's fallback)
-and child_reference.py. Nothing here runs student code or loads the model in the grader's
+harnesses that run the model in the child are child.py and child_classifier.py (P6e's fallback),
+and, in clean children only, child_clean.py and child_reference.py (the reference's formulas). Nothing here runs student code or loads the model in the grader's
 process: torch and transformers are imported only while the reference cache is built
 (tokenizing texts), never while a submission is graded.
 """
@@ -33,5 +33,5 @@ PROBLEM = Problem(
     functions={"p6_gpt2_counts.py": ("bits_per_token", "added_parameters", "per_token_temperature_matches_joint"),
                "sample.py": ("top_k_logits", "temperature_scale", "sample"),
                "likelihood.py": ("log_likelihood",), "classifier.py": ("classification",)},
-    harness_modules=("child", "child_classifier", "child_reference"),
+    harness_modules=("child", "child_classifier"), clean_modules=("child_clean", "child_reference"),
     prepare=_prepare, prepare_default=_prepare_default, plots=_plots)
