@@ -49,6 +49,7 @@ import pytest
 
 from autograder.child.codec import TensorValue, describe
 from autograder.compare import CheckFailed, check_each, feedback, short
+from autograder.processes import StudentCodeError
 from autograder.statistical import FALSE_FAIL, binomial_too_few, expect_fit, multinomial_fit_test, pooled_fit_test
 from autograder.problems.p6.checking import TIE_EPS, describe_tokens, passed_on, reference_for, sequence
 from autograder.problems.p6.instances import HIGH_TEMPERATURES, LOW_TEMPERATURES
@@ -61,7 +62,7 @@ MIN_GROUP = 30  # first tokens drawn at least this often have their second token
 # keeping k − 1 tokens visibly misses (the cached pools' 1.5..2 leave it under 1 % on the tiny model).
 FLAT_TEMPERATURES = (4.0, 5.0, 6.0)
 SUPPORT_LENGTH = 30  # tokens per sequence in the support check
-DIST_HINT = ("each step draws from softmax(top_k_logits(logits, config.top_k) / T) (T None: no scaling), e.g. with "
+DIST_HINT = ("Each step draws from softmax(top_k_logits(logits, config.top_k) / T) (T None: no scaling), e.g. with "
              "torch.multinomial(probs, 1): not the argmax, not the unfiltered logits, and divide by T, don't multiply.")
 
 
@@ -386,8 +387,14 @@ def test_top_k_logits(student, reference, rng, outcome):
     also needs one call of sample() to run without an error (what it returns is p6c_form's
     business), so a template whose sample is not written gets nothing for the filter it was given."""
     vocab_size, k = reference.config["vocab_size"], reference.config["top_k"]
-    student.harness("p6_sample", rng_seed=_seed(rng), cases=[
-        {"prompt": list(reference.prompt("prompt-one-token").tokens), "length": 1, "temperature": None}])
+    try:
+        student.harness("p6_sample", rng_seed=_seed(rng), cases=[
+            {"prompt": list(reference.prompt("prompt-one-token").tokens), "length": 1, "temperature": None}])
+    except StudentCodeError as error:  # say why a row about the filter needs sample()
+        error.message = ("This row checks top_k_logits, which comes with the starter code; p6c's points are for "
+                         "sample(), so it also needs one call of sample() to run without an error, and "
+                         + error.message)
+        raise
     cases = top_k_cases(rng, vocab_size, k)
     answers = student.harness("p6_top_k", cases=[{"logits": logits, "k": kk} for _, logits, kk in cases])
 

@@ -19,8 +19,8 @@ from autograder.compare import check_each
 from autograder.problems.p6.checking import check_scaled, reference_for
 from autograder.problems.p6.instances import LOW_TEMPERATURES, HIGH_TEMPERATURES, PUBLIC_TEMPERATURES
 
-H1_HINT = "horizon 1 returns logits / temperature; temperature None returns the logits unchanged."
-H2_HINT = ("for each first token t that survived top-k, p(t, s) = softmax(logits)[t] * p_topk(s | t), where p_topk is "
+H1_HINT = "Horizon 1 returns logits / temperature; temperature None returns the logits unchanged."
+H2_HINT = ("For each first token t that survived top-k, p(t, s) = softmax(logits)[t] * p_topk(s | t), where p_topk is "
            "the top-k filtered softmax of model([[t]], past=new_past); joint logits log(p + 1e-10); t's logit is the "
            "logsumexp over s of joint / temperature; every other entry -1e10.")
 
