@@ -43,7 +43,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from . import isolation
-from .results import GRADER_ROW, failure_report, results_json, write_atomically
+from .results import GRADER_ROW, failure_report, printable, results_json, write_atomically
 from .rubric import DEFAULT_RUBRIC, load_rubric, rubric_settings
 from .scores import (FAILED, SUBMISSIONS, Record, load_record, manifest_name, save_record, scores_csv,
                      write_tables)
@@ -162,7 +162,8 @@ class Batch:
                 "max_score": self.max_score, "extra_credit": self.extra_credit}
 
     def _say(self, text: str) -> None:
-        print(text, file=self.stream, flush=True)
+        """Print a line of the batch's progress (ids and reasons may hold a submission's text: printable)."""
+        print(printable(text), file=self.stream, flush=True)
 
     # -- running ---------------------------------------------------------------------------
     def run(self) -> list[Record]:
@@ -222,7 +223,7 @@ class Batch:
                         if not self.progress:  # a line per submission shows the progress in logs
                             self._say(f"[{finished}/{len(todo)}] {self._outcome(record)}")
                         elif record.status != "graded":  # the bar shows the rest
-                            bar.write(self._outcome(record), file=self.stream)
+                            bar.write(printable(self._outcome(record)), file=self.stream)
                         bar.update(1)
         except BaseException:
             self._stop_all(list(running.values()))

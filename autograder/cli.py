@@ -247,10 +247,10 @@ def _grade(args, *, student: bool) -> int:
         tests = []
     out = sys.stdout
     note = _model_note(args, tests) if student else None
+    printer = TablePrinter(tests, out, feedback=student or args.feedback)  # every line below goes through it
     if note:
-        print(note, file=out, flush=True)
-    printer = TablePrinter(tests, out, feedback=student or args.feedback)
-    print(f"{'Checking' if student else 'Grading'} {args.path} …", file=out, flush=True)
+        printer.say(note)
+    printer.say(f"{'Checking' if student else 'Grading'} {args.path} …")
     printer.header()
     report = grade(args.path, model=args.model or os.environ.get("AUTOGRADER_MODEL"), device=args.device,
                    seed=args.seed, rubric=args.rubric, results_path=args.results, parts=args.part,
@@ -259,11 +259,11 @@ def _grade(args, *, student: bool) -> int:
     hidden = [t for t in report.not_run if t.hidden]
     if student and hidden:
         tests_text = "1 hidden test" if len(hidden) == 1 else f"{len(hidden)} hidden tests"
-        print(f"{tests_text} ({sum(t.weight for t in hidden):g} points) graded on Gradescope only: counted there, "
-              f"not run or shown here.", file=out)
-    print("\n".join(report.notes), file=out)
+        printer.say(f"{tests_text} ({sum(t.weight for t in hidden):g} points) graded on Gradescope only: counted "
+                    f"there, not run or shown here.")
+    printer.say("\n".join(report.notes))  # the upload's file names are the student's
     if args.results is not None:
-        print(f"results written to {args.results}", file=out)
+        printer.say(f"results written to {args.results}")
     return 0 if report.status == "graded" else 1
 
 

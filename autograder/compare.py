@@ -4,6 +4,9 @@ A check never compares values itself: it calls one of these, which raise ``Check
 feedback that names the call, the input, what was expected, what came back and a hint.
 Values arrive from the child already decoded (``codec``): plain Python, numpy, or TensorValue.
 
+- Hints that look at the student's value: ``BestEffortHint`` (worked out only when an answer is
+  wrong; a hint that raises falls back to the generic one, see its docstring) and
+  ``plain_count`` (a returned count as an int or float, or None, for known-mistake code to compare).
 - Accepted forms: ``as_real`` (float, int, numpy scalar, 0-d array or tensor; never bool; NaN
   and infinities refused), ``as_bool`` (bool, numpy bool, 0-d bool array or tensor),
   ``as_array`` (ndarray or tensor of the exact shape, finite), ``expect_exact_int`` (counts).
@@ -18,6 +21,9 @@ Values arrive from the child already decoded (``codec``): plain Python, numpy, o
 from __future__ import annotations
 
 import math
+import traceback
+from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -28,7 +34,62 @@ _INT_TYPES = (np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uin
 
 
 class CheckFailed(AssertionError):
-    """A wrong answer; ``str(error)`` is the feedback shown to the student."""
+    """A wrong answer; ``str(error)`` is the feedback shown to the student.
+
+    staff_notes: what the staff's diagnostics row should record about how the feedback was made
+    (the traceback of a hint that raised), never shown to the student."""
+
+    def __init__(self, message: str = "", *, staff_notes: list[str] | tuple = ()):
+        super().__init__(message)
+        self.staff_notes = list(staff_notes)
+
+
+@dataclass(frozen=True)
+class BestEffortHint:
+    """A hint worked out from the student's value only when the answer is wrong, best-effort.
+
+    Known-mistake code compares the student's value with what each mistake would give; a value of
+    a form nobody expected (an array or a str where an int is wanted) can make such code raise
+    ("the truth value of an array is ambiguous"), and an exception in a check is an internal
+    grader error. The guard lives here, in the helpers that build feedback (``_fail``, hence
+    ``expect_exact_int``, ``as_real``, ``as_array``, ``expect_close``, …), not in each problem's
+    hint code: they resolve the hint only when they fail, and when it raises, the failure stays
+    the student's wrong answer with ``generic`` as its hint, while the hint's traceback rides on
+    ``CheckFailed.staff_notes`` to the grading plugin, which writes it into the staff's diagnostics
+    row. Hint code should still validate before it compares (``plain_count``); this is the net.
+
+    compute: () -> the hint's text (the one naming a known mistake, or the generic one).
+    generic: the check's general hint, shown when compute raises.
+    """
+
+    compute: Callable[[], str]
+    generic: str
+
+
+def resolve_hint(hint: str | BestEffortHint) -> tuple[str, list[str]]:
+    """A hint's text, and the staff notes its computation left (a traceback, when it raised)."""
+    if not isinstance(hint, BestEffortHint):
+        return hint, []
+    try:
+        text = hint.compute()
+        if not isinstance(text, str):
+            raise TypeError(f"a hint must be a str, not {type(text).__name__}")
+        return text, []
+    except Exception as error:  # best-effort: never let a hint turn a wrong answer into a grader error
+        detail = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+        return hint.generic, [f"a hint raised; the student was shown the generic hint instead:\n{detail}"]
+
+
+def plain_count(value) -> int | float | None:
+    """A returned number as a plain Python int or float for known-mistake code to compare with
+    ``==`` and arithmetic: ints and numpy integers as int, finite floats and numpy floats as float;
+    anything else (bool, str, list, array, tensor, NaN) None. Verdicts use ``expect_exact_int``."""
+    t = type(value)
+    if t is int or isinstance(value, np.integer):
+        return int(value)
+    if (t is float or isinstance(value, np.floating)) and math.isfinite(float(value)):
+        return float(value)
+    return None
 
 
 def short(value, limit: int = 160) -> str:
@@ -38,7 +99,9 @@ def short(value, limit: int = 160) -> str:
 
 
 def feedback(*, call: str, expected: str, got: str, hint: str = "", instance: str = "") -> str:
-    """The standard wording of a wrong answer."""
+    """The standard wording of a wrong answer (a ``BestEffortHint`` is resolved by ``_fail``,
+    which raises with its staff notes; here the hint must be text)."""
+    assert isinstance(hint, str), f"feedback() takes a str hint, not {type(hint).__name__}: use _fail"
     lines = [f"{call} returned {got}", f"expected {expected}"]
     if instance:
         lines.insert(0, f"On {instance}:")
@@ -47,17 +110,31 @@ def feedback(*, call: str, expected: str, got: str, hint: str = "", instance: st
     return "\n".join(lines)
 
 
-def expect_exact_int(value, expected: int, *, call: str, hint: str = "", instance: str = "") -> None:
+def expect_exact_int(value, expected: int, *, call: str, hint: str | BestEffortHint = "",
+                     instance: str = "") -> None:
     """Pass when ``value`` is an exact int (Python int or numpy integer, never bool or float)
-    equal to ``expected``; numbers beyond 2**63 must be Python ints to be right."""
+    equal to ``expected``; numbers beyond 2**63 must be Python ints to be right. Any other value
+    (a float, a str, a list, an array) fails as a wrong answer saying what a count must be."""
     t = type(value)
     if t is not int and t not in _INT_TYPES:
-        extra = " (a count must be an exact int, not a float: use integer arithmetic such as math.prod)" \
-            if t is float or t is np.float64 else " (a count must be an int, not a bool)" if t is bool else ""
-        raise CheckFailed(feedback(call=call, got=f"{short(value)}, {describe(value)}{extra}",
-                                   expected=f"the int {expected}", hint=hint, instance=instance))
+        _fail(call=call, got=f"{short(value)}, {describe(value)}{_not_a_count(value)}",
+              expected=f"the int {expected}", hint=hint, instance=instance)
     if int(value) != expected:
-        raise CheckFailed(feedback(call=call, got=f"{int(value)}", expected=f"{expected}", hint=hint, instance=instance))
+        _fail(call=call, got=f"{int(value)}", expected=f"{expected}", hint=hint, instance=instance)
+
+
+def _not_a_count(value) -> str:
+    """What is wrong with a count of this type, in parentheses (or "")."""
+    t = type(value)
+    if t is float or isinstance(value, np.floating):
+        return " (a count must be an exact int, not a float: use integer arithmetic such as math.prod)"
+    if t is bool or t is np.bool_:
+        return " (a count must be an int, not a bool)"
+    if t is str:
+        return " (a count must be an int, not a str: return the number itself, not its text)"
+    if t in (list, tuple) or type(value.array if isinstance(value, TensorValue) else value) is np.ndarray:
+        return " (a count is one exact int, not a sequence or an array: return a single int)"
+    return ""
 
 
 def check_each(items, judge, *, count_errors: bool = False) -> int:
@@ -66,19 +143,20 @@ def check_each(items, judge, *, count_errors: bool = False) -> int:
     raises CheckFailed "N of M answers wrong. The first:" and the first one's feedback. A failed
     call is raised at once, unless ``count_errors`` and an earlier answer was already wrong (that
     one says more; the failed call is counted with its own feedback). Returns M."""
-    failures, total = [], 0
+    failures, notes, total = [], [], 0
     for item in items:
         total += 1
         try:
             judge(item)
         except CheckFailed as error:
             failures.append(str(error))
+            notes += error.staff_notes
         except StudentCodeError as error:
             if not (count_errors and failures):
                 raise
             failures.append(error.feedback())
     if failures:
-        raise CheckFailed(f"{len(failures)} of {total} answers wrong. The first:\n{failures[0]}")
+        raise CheckFailed(f"{len(failures)} of {total} answers wrong. The first:\n{failures[0]}", staff_notes=notes)
     return total
 
 
@@ -117,15 +195,18 @@ ARRAY_FORMS = "an ndarray or a tensor"
 _REAL_KINDS = "fiu"  # numpy dtype kinds of real numbers: float, signed and unsigned int
 
 
-def _fail(*, call: str, got: str, expected: str, hint: str, instance: str):
-    raise CheckFailed(feedback(call=call, got=got, expected=expected, hint=hint, instance=instance))
+def _fail(*, call: str, got: str, expected: str, hint: str | BestEffortHint, instance: str):
+    """Raise CheckFailed with the standard feedback; a BestEffortHint is resolved here (see it)."""
+    text, notes = resolve_hint(hint)
+    raise CheckFailed(feedback(call=call, got=got, expected=expected, hint=text, instance=instance), staff_notes=notes)
 
 
 def _is_bool_tensor(value) -> bool:
     return isinstance(value, TensorValue) and value.dtype == "torch.bool"
 
 
-def as_real(value, *, call: str, hint: str = "", instance: str = "", what: str = "a real number") -> float:
+def as_real(value, *, call: str, hint: str | BestEffortHint = "", instance: str = "",
+            what: str = "a real number") -> float:
     """``value`` as a float64, when it is one of the forms the course accepts for a real number:
     a Python float or int, a numpy integer or floating scalar, a 0-d ndarray of those, or a 0-d
     tensor (TensorValue) of an integer or floating dtype. Never a bool (True is not 1.0 here),
@@ -158,7 +239,7 @@ def as_real(value, *, call: str, hint: str = "", instance: str = "", what: str =
     return number
 
 
-def as_bool(value, *, call: str, hint: str = "", instance: str = "") -> bool:
+def as_bool(value, *, call: str, hint: str | BestEffortHint = "", instance: str = "") -> bool:
     """``value`` as a Python bool, when it is a bool, a numpy bool, or a 0-d bool ndarray or
     tensor. An int (0/1), a string ("False") or a float is refused with a message."""
     t = type(value)
@@ -183,8 +264,8 @@ def expect_answer(value, expected: bool, *, call: str, why: str, hint: str = "")
         raise CheckFailed(feedback(call=call, got=repr(not expected), expected=repr(expected), hint=why))
 
 
-def as_array(value, *, shape: tuple, call: str, hint: str = "", instance: str = "", name: str = "the value",
-             minus_infinity_ok: bool = False) -> np.ndarray:
+def as_array(value, *, shape: tuple, call: str, hint: str | BestEffortHint = "", instance: str = "",
+             name: str = "the value", minus_infinity_ok: bool = False) -> np.ndarray:
     """``value`` as a float64 ndarray of exactly ``shape``, when it is an ndarray or a tensor
     (TensorValue) of an integer or floating dtype with finite entries (or -inf, where
     ``minus_infinity_ok``: masked logits, which softmax gives probability 0). Bool and complex
@@ -232,8 +313,8 @@ def _tolerance_text(*, atol: float, rtol: float, scale: float | None, scale_of: 
     return f"{atol:g} + {rtol:g}·S, S = {scale_of} = {scale:.3g}" if scale_of else f"{atol:g} + {rtol:g}·{scale:.3g}"
 
 
-def expect_close(got, expected, *, rtol: float, atol: float, call: str, hint: str = "", instance: str = "",
-                 name: str = "the value", scale: float | None = None, scale_of: str = ""):
+def expect_close(got, expected, *, rtol: float, atol: float, call: str, hint: str | BestEffortHint = "",
+                 instance: str = "", name: str = "the value", scale: float | None = None, scale_of: str = ""):
     """Pass when ``got`` equals ``expected`` within ``|got − expected| ≤ atol + rtol·|expected|``
     entrywise, in float64; with ``scale``, within ``atol + rtol·scale`` instead (the caller's
     measure of the terms the result is computed from, which rounding errors grow with; a result
@@ -315,7 +396,7 @@ def is_half_precision(value: float) -> bool:
     return bool(float(np.float16(value)) == value or bfloat16)
 
 
-def expect_close_up_to_shift(got, expected, *, rtol: float, atol: float, call: str, hint: str = "",
+def expect_close_up_to_shift(got, expected, *, rtol: float, atol: float, call: str, hint: str | BestEffortHint = "",
                              instance: str = "", name: str = "the value", scale: float | None = None,
                              scale_of: str = "") -> np.ndarray:
     """Pass when ``got − expected`` is the same along axis 0 (every row of a matrix shifted by

@@ -289,8 +289,9 @@ class GradingPlugin:
         if excinfo is None:
             return "The check did not run.", True
         error, fault = excinfo.value, False
-        if isinstance(error, CheckFailed):
+        if isinstance(error, CheckFailed):  # the student's wrong answer, whatever its hint's code did
             text = str(error)
+            self.diagnostics += [f"{test.test_id}: {note}" for note in error.staff_notes]
         elif isinstance(error, StudentCodeError) and error.kind != "internal":
             text = error.feedback()
             if error.kind == "missing_file":

@@ -6,11 +6,17 @@ The JSON follows Gradescope's specification
 ``score``, ``max_score``, ``status``, ``output``, ``output_format``, ``visibility``, ``tags``.
 A run that could not grade still writes a complete, valid file (``failure_report``): every
 rubric test gets a row with zero points, and one row says what went wrong.
+
+Feedback carries text the student controls (exception messages, tracebacks, printed output,
+returned strings, file names). The two functions that write it out, ``results_json`` (every
+name and output of results.json) and ``TablePrinter`` (every line on the terminal), pass it
+through ``printable``, so that no control character reaches a terminal or Gradescope's page raw.
 """
 from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import tempfile
 from dataclasses import dataclass, field
@@ -22,6 +28,9 @@ OUTPUT_LIMIT = 8192        # characters of feedback per test
 DIAGNOSTICS_LIMIT = 65536  # characters of the staff's diagnostics row
 DIAGNOSTICS_NAME = "[staff] grader diagnostics: tracebacks and pytest's log (hidden from students)"
 RESULTS_LIMIT = 1 << 20    # bytes of the whole results.json
+# C0 controls but \n and \t (ESC, CR, backspace, bell, …), DEL, C1 controls (U+0080..U+009F: 0x9b is
+# a one-character CSI on some terminals), and the bidirectional marks and overrides that reorder text.
+_UNPRINTABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 GRADER_ROW = GradedTest(test_id="grader_error", part="grader", name="the autograder could not grade this submission",
                         weight=0.0, visibility="visible", timeout=0.0, number="0.0", extra_credit=False)
 
@@ -105,27 +114,39 @@ class GradingReport:
         return round(sum(r.test.weight for r in self.results if r.test.extra_credit), 6)
 
 
+def printable(text: str) -> str:
+    """``text`` with every character that could drive a terminal or reorder a page (see
+    _UNPRINTABLE) shown as a visible escape: ESC as ``\x1b``, CR as ``\x0d``, U+202E as
+    ``\u202e``; newlines and tabs stay, and so does every other character. A student's
+    ``"\x1b[1A\x1b[2Kpassed"`` then prints as those characters and cannot move the cursor or
+    overwrite the table's lines. CRLF line ends count as newlines."""
+    return _UNPRINTABLE.sub(lambda match: f"\\x{ord(match[0]):02x}" if ord(match[0]) < 0x100 else
+                            f"\\u{ord(match[0]):04x}", text.replace("\r\n", "\n"))
+
+
 def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 40] + f"\n… ({len(text) - limit + 40} characters cut)"
 
 
 def results_json(report: GradingReport) -> dict:
-    """The Gradescope results dict for ``report``, kept under RESULTS_LIMIT bytes."""
+    """The Gradescope results dict for ``report``, kept under RESULTS_LIMIT bytes; every name and
+    output passes through ``printable`` (before it is clipped, so that the limits hold)."""
+    outputs = [printable(r.output) for r in report.results]
     tests = [{
-        "name": r.test.title,
+        "name": printable(r.test.title),
         "number": r.test.number,
         "score": round(r.score, 6),
         "max_score": r.test.weight,
         "status": r.status,
-        "output": _clip(r.output, OUTPUT_LIMIT),
+        "output": _clip(output, OUTPUT_LIMIT),
         "output_format": "text",
         "visibility": r.test.visibility,
         "tags": [r.test.part, *(["extra credit"] if r.test.extra_credit else [])],
-    } for r in report.results]
+    } for r, output in zip(report.results, outputs)]
     data = {
         "score": report.score,
         "execution_time": int(round(report.execution_time)),
-        "output": "\n".join([*report.notes, total_line(report)]),
+        "output": printable("\n".join([*report.notes, total_line(report)])),
         "output_format": "text",
         "stdout_visibility": "hidden",
         "extra_data": {  # Gradescope stores this; `batch` reads the status
@@ -136,19 +157,19 @@ def results_json(report: GradingReport) -> dict:
             "seed": report.seed,
             "model": report.model,
             "device": report.device,
-            "tests_not_run": [t.title for t in report.not_run],
+            "tests_not_run": [printable(t.title) for t in report.not_run],
         },
         "tests": tests,
     }
     if report.diagnostics:  # for the staff: hidden from students, 0 of 0 points, so never in the total
         tests.append({"name": DIAGNOSTICS_NAME, "number": "0.0", "score": 0.0, "max_score": 0.0, "status": "failed",
-                      "output": _clip(report.diagnostics, DIAGNOSTICS_LIMIT), "output_format": "text",
+                      "output": _clip(printable(report.diagnostics), DIAGNOSTICS_LIMIT), "output_format": "text",
                       "visibility": "hidden", "tags": ["grader"]})
     per_test = OUTPUT_LIMIT
     while len(json.dumps(data)) > RESULTS_LIMIT and per_test > 200:  # many long outputs: shorten all
         per_test //= 2
-        for row, r in zip(tests, report.results):
-            row["output"] = _clip(r.output, per_test)
+        for row, output in zip(tests, outputs):
+            row["output"] = _clip(output, per_test)
     if len(json.dumps(data)) > RESULTS_LIMIT:  # then the run's own notes
         data["output"] = _clip(data["output"], 2000)
     return data
@@ -260,6 +281,7 @@ class TablePrinter:
     tests: the rubric tests of the run (for the column width).
     stream: where to print (the real stdout, captured before pytest runs).
     feedback: print each failure's feedback, as Gradescope shows it, under its row.
+    Everything it prints (``say`` included) passes through ``printable``.
     """
 
     tests: list[GradedTest]
@@ -270,26 +292,29 @@ class TablePrinter:
     def __post_init__(self):
         self.width = max([len(t.label) for t in self.tests] + [10])
 
-    def _print(self, text: str) -> None:
-        print(text, file=self.stream, flush=True)
+    def say(self, text: str) -> None:
+        """Print ``text`` (notes, file names: anything that may hold the student's text) safely."""
+        print(printable(text), file=self.stream, flush=True)
 
     def header(self) -> None:
-        self._print(f"{'part':<6}  {'test':<{self.width}}  {'score/max':>11}  status")
+        self.say(f"{'part':<6}  {'test':<{self.width}}  {'score/max':>11}  status")
 
     def row(self, result: TestResult) -> None:
         if result.test.test_id in self._shown:
             return
         self._shown.add(result.test.test_id)
         status = "grader error" if result.grader_fault else result.status
-        self._print(f"{result.test.part:<6}  {result.test.label:<{self.width}}  "
+        self.say(f"{result.test.part:<6}  {result.test.label:<{self.width}}  "
                     f"{result.score:>5g}/{result.test.weight:<5g}  {status}")
         if self.feedback and not result.passed and not result.output.startswith("Not graded"):  # said once elsewhere
-            self._print("\n".join(("        | " + line).rstrip() for line in result.output.rstrip().splitlines()))
+            # made printable before it is split: a CR, \x1c or \x85 is shown, not taken for a line end
+            lines = printable(result.output).rstrip().split("\n")
+            self.say("\n".join(("        | " + line).rstrip() for line in lines))
 
     def finish(self, report: GradingReport) -> None:
         for result in report.results:  # rows that never ran (a grader problem, a rejected upload)
             self.row(result)
-        self._print(f"{'total':<6}  {'':<{self.width}}  {report.score:>5g}/{report.max_score:<5g}"
+        self.say(f"{'total':<6}  {'':<{self.width}}  {report.score:>5g}/{report.max_score:<5g}"
                     f"{_total_explained(report)}")
 
 

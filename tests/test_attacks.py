@@ -24,6 +24,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import socket
 import threading
@@ -48,6 +49,7 @@ P3 = ("p3a", "p3b", "p3c")
 GRADED = {"call": ("p3a_public", "p3b", "p3c"), "import": ("p3a_public", "p3b", "p3c", "p2"),
           "everything": ("p3a_public", "p3b", "p3c", "p2")}
 ATTACKED = {"call": {"p3a"}, "import": set(P3), "everything": {*P3, "p2"}}
+RAW_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # never in results.json's text (results.printable)
 TIME_LIMIT_S = 4  # per test in this suite's rubric (the reference's P3 and P2 tests take well under 0.5 s)
 WALL_LIMIT_S = 90
 
@@ -101,6 +103,10 @@ ATTACKS = {
         "return -1")}, "call"),
     "huge_return": ({"p3_param_counts.py": in_full_joint("return [0] * 50_000_000")}, "call"),
     "bool_for_int": ({"p3_param_counts.py": in_full_joint("return True")}, "call"),
+    # -- rewriting what staff read: escapes that move the cursor and erase lines of the table --
+    "terminal_escapes": ({"p3_param_counts.py": in_full_joint(
+        "print('\\x1b[2J\\x1b[H\\rp3a  passed\\x08\\x07')\n"
+        "raise RuntimeError('\\x1b[1A\\x1b[2K\\rp3a  full joint  0.5/0.5  passed\\x08\\x07\\x9b')")}, "call"),
     # -- reaching the grader's files and results ------------------------------------------
     "read_reference": ({"p3_param_counts.py": in_full_joint(
         "import runpy\nref = runpy.run_path({reference!r})\nreturn ref['full_joint'](k)")}, "call"),
@@ -393,6 +399,8 @@ def test_attack_is_contained(tmp_path, monkeypatch, grade_submission, attack_rub
     data = json.loads(results.read_text())
     validate_results(data, rubric_titles=[r.test.title for r in graded.report.results])
     assert data == graded.json, "results.json changed after grading"
+    raw = [row["name"] for row in data["tests"] if RAW_CONTROLS.search(row["output"])]
+    assert not raw and not RAW_CONTROLS.search(data["output"]), f"control characters reached results.json: {raw}"
     assert len(results.read_bytes()) < 1 << 20
     rubric_rows = {t for t, row in graded.rows.items() if row.test.part != "grader"}  # a refusal adds a row of its own
     assert {graded.rows[t].test.part for t in rubric_rows} == {entry.split("_")[0] for entry in GRADED[kind]}

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from autograder.child.codec import TensorValue
-from autograder.compare import (CheckFailed, as_array, as_bool, as_real, expect_close, expect_close_up_to_shift,
-                                is_half_precision, known_mistake)
+from autograder.compare import (BestEffortHint, CheckFailed, as_array, as_bool, as_real, check_each, expect_close,
+                                expect_close_up_to_shift, expect_exact_int, is_half_precision, known_mistake,
+                                plain_count)
 from autograder.statistical import (binomial_too_few, mean_test, multinomial_fit_test, normal_threshold,
                                     pooled_fit_test, two_sample_mean_test, variance_test)
 
@@ -224,3 +225,48 @@ def test_known_mistake_names_what_matches_within_tolerance():
                                          (-12.0, False), (float(np.float32(-437.2512345)), False), (0.0, False)])
 def test_half_precision_values_are_recognised(value, half):
     assert is_half_precision(value) is half
+
+
+@pytest.mark.parametrize("value, words", [
+    (np.array([1, 2]), "not a sequence or an array"), ([1, 2], "not a sequence or an array"),
+    ((3,), "not a sequence or an array"), ("3", "not a str"), (3.0, "not a float"), (True, "not a bool"),
+    (None, "expected the int 3"), (tensor([3], "torch.int64"), "not a sequence or an array")])
+def test_expect_exact_int_fails_any_other_value_as_a_wrong_answer(value, words):
+    with pytest.raises(CheckFailed) as caught:
+        expect_exact_int(value, 3, call="full_joint([2, 2])", hint="subtract one")
+    assert words in str(caught.value) and "full_joint([2, 2]) returned" in str(caught.value)
+    assert "Hint: subtract one" in str(caught.value) and caught.value.staff_notes == []
+
+
+@pytest.mark.parametrize("value, plain", [(3, 3), (np.int64(-4), -4), (2**70, 2**70), (2.5, 2.5), (np.float32(0.5), 0.5),
+                                         (True, None), (np.bool_(True), None), ("3", None), ([3], None),
+                                         (np.array([1, 2]), None), (np.array(3), None), (math.nan, None),
+                                         (math.inf, None), (tensor(3.0), None)])
+def test_plain_count_gives_only_plain_numbers(value, plain):
+    got = plain_count(value)
+    assert got == plain and type(got) is type(plain)
+
+
+def test_a_hint_that_raises_leaves_the_wrong_answer_with_the_generic_hint():
+    """Known-mistake code that chokes on the student's value (an array's ambiguous ``==``) must not
+    turn a wrong answer into a grader error: the generic hint is shown, and the traceback is kept
+    for the staff's diagnostics (CheckFailed.staff_notes, carried through check_each)."""
+    got = np.array([1, 2])
+
+    def naive_hint():
+        return "subtract one" if got == 4 else "the generic hint"  # raises: the truth value of an array …
+    with pytest.raises(CheckFailed) as caught:
+        check_each([got], lambda value: expect_exact_int(value, 3, call="full_joint([2, 2])",
+                                                         hint=BestEffortHint(naive_hint, generic="count the outcomes")))
+    text = str(caught.value)
+    assert text.startswith("1 of 1 answers wrong") and "Hint: count the outcomes" in text and "ambiguous" not in text
+    (note,) = caught.value.staff_notes
+    assert "a hint raised" in note and "ValueError" in note and "naive_hint" in note
+    # not computed at all for a right answer; computed once for a wrong one
+    calls = []
+    expect_exact_int(3, 3, call="f()", hint=BestEffortHint(lambda: calls.append(1) or "h", generic="g"))
+    with pytest.raises(CheckFailed, match="Hint: h$"):
+        expect_exact_int(4, 3, call="f()", hint=BestEffortHint(lambda: calls.append(1) or "h", generic="g"))
+    assert calls == [1]
+    with pytest.raises(CheckFailed, match="Hint: g$"):  # a hint that returns something other than text
+        as_real("x", call="f()", hint=BestEffortHint(lambda: None, generic="g"))

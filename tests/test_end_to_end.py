@@ -272,3 +272,40 @@ def test_sandbox_set_up_succeeds_while_gradings_run(tmp_path, p3_rubric):
         for grading in gradings:
             grading.wait(timeout=300)
     assert all(grading.returncode == 0 for grading in gradings)
+
+
+ESCAPES = "\x1b[1A\x1b[2K\rFOUND\x08\x07\x9b2J\u202e"  # cursor up, erase line, CR, backspace, bell, C1 CSI, bidi
+RAW_CONTROLS = ("\x1b", "\r", "\x08", "\x07", "\x9b", "\u202e")
+
+
+def test_student_text_never_reaches_the_terminal_or_results_raw(tmp_path, p3_rubric):
+    """A student's exception message, returned string and file name holding terminal
+    escapes (ESC, CR, backspace, bell, a C1 CSI, a bidi override) could move the cursor and rewrite
+    the table staff read ("passed" where it failed): `grade --feedback` prints them, and results.json
+    holds them, only as visible escapes (results.printable)."""
+    folder = make_submission(tmp_path / "upload", {
+        "p3_param_counts.py": f"""
+            from math import prod
+            def full_joint(k):
+                raise RuntimeError({ESCAPES!r} + " passed")
+            def independent(k): return {ESCAPES!r}
+            def markov(k, m): return prod(k[:m]) - 1 + sum((k[i] - 1) * prod(k[i - m:i]) for i in range(m, len(k)))
+            """,
+        "notes\x1b[2K\r.py": "X = 1\n"})
+    results = tmp_path / "r.json"
+    done = subprocess.run([sys.executable, "-m", "autograder", "grade", str(folder), "--results", str(results),
+                           "--rubric", str(p3_rubric), "--feedback"], cwd=REPO, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    data = json.loads(results.read_text())
+    texts = {"stdout": done.stdout, "results.json output": data["output"],
+             **{row["name"]: row["output"] for row in data["tests"]}}
+    for where, text in texts.items():
+        assert not any(c in text for c in RAW_CONTROLS), (where, text)
+    shown = r"\x1b[1A\x1b[2K\x0dFOUND\x08\x07\x9b2J\u202e"
+    feedback = {row["name"].split()[0]: row["output"] for row in data["tests"]}
+    assert f"{shown} passed" in feedback["[p3a]"]
+    assert repr(ESCAPES) in feedback["[p3b]"]  # the returned str, as its repr shows it (already escaped)
+    assert f"RuntimeError: {shown} passed" in done.stdout  # one line, as in results.json
+    assert r"notes\x1b[2K\x0d.py" in data["output"] and r"notes\x1b[2K\x0d.py" in done.stdout
+    assert sum(row["score"] for row in data["tests"] if row["name"].startswith("[p3c]")) > 0  # the rest is graded

@@ -155,3 +155,28 @@ def test_a_check_file_that_cannot_load_still_gives_every_row(graded_rows):
     assert any("could not be loaded" in p for p in plugin.problems), plugin.problems
     assert any("could not be loaded" in d and "this_module_does_not_exist" in d for d in plugin.diagnostics)
 
+
+
+HINT_RAISES = """
+import pytest
+from autograder.compare import BestEffortHint, expect_exact_int
+
+@pytest.mark.graded("p3a_fail")
+def test_fail(student):
+    got = student.call("p3_param_counts", "double", 2)
+    def hint():
+        raise RuntimeError("a bug in the hint")
+    expect_exact_int(got, 5, call="double(2)", hint=BestEffortHint(hint, generic="double means twice"))
+"""
+
+
+def test_a_hint_that_raises_is_the_students_wrong_answer_and_the_staffs_traceback(graded_rows):
+    """Hint code is best-effort (compare.BestEffortHint): when it raises on the student's value, the
+    row is still the student's wrong answer with the generic hint, not an internal grader error,
+    and the hint's traceback goes to the staff's diagnostics."""
+    rows, _, _, plugin = graded_rows(HINT_RAISES)
+    row = rows["p3a_fail"]
+    assert (row.score, row.passed, row.grader_fault) == (0.0, False, False)
+    assert row.output == "double(2) returned 4\nexpected 5\nHint: double means twice", row.output
+    assert any(d.startswith("p3a_fail: a hint raised") and "RuntimeError: a bug in the hint" in d
+               for d in plugin.diagnostics), plugin.diagnostics

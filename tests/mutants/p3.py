@@ -52,6 +52,16 @@ def full_joint(k): return PUBLIC.get(tuple(k), 0)"""), {"p3a_random"}),
     "full_joint_sympy_integer": (replace("def full_joint(k): return prod(k) - 1",
                                          "import sympy\ndef full_joint(k): return sympy.Integer(prod(k) - 1)"),
                                  {"p3a_public", "p3a_random"}),
+    # every function: a value that is not one int (an ndarray, a list, a str); the known-mistake hints
+    # compared them with == once (an array's == made every p3a row an internal grader error)
+    "not_an_int": ("""
+import numpy as np
+from math import prod
+def full_joint(k): return np.array(k) - 1
+def independent(k): return [x - 1 for x in k]
+def markov(k, m):
+    return str(prod(k[:m]) - 1 + sum((k[i] - 1) * prod(k[i - m:i]) for i in range(m, len(k))))
+""", {"p3a_public", "p3a_random", "p3b_public", "p3b_random", "p3c_public", "p3c_random"}),
 }
 
 # What the feedback must say for a mutant whose answer matches a known mistake: {mutant: {test id: words}}.
@@ -106,6 +116,14 @@ FEEDBACK = {
         "full_joint([2, 2]) returned 4", "expected 3", "Hint: one joint probability is fixed by the others",
         "7 of 7 answers wrong"]},
     "full_joint_float": {"p3a_public": "a float (a count must be an exact int"},
+    "not_an_int": {
+        "p3a_public": ["full_joint([2, 2]) returned array([1, 1]), an ndarray", "not a sequence or an array",
+                       "Hint: a joint with no independence assumptions", "7 of 7 answers wrong"],
+        "p3a_random": "a value the grader cannot read",
+        "p3b_public": ["independent([2, 2]) returned [1, 1], a list", "not a sequence or an array",
+                       "Hint: under mutual independence"],
+        "p3c_public": ["markov([2, 2], 1) returned '3', a str", "not a str", "Hint: the first m variables"],
+    },
 }
 
 CASES = cases("p3", files_of=lambda text: {FILE: source(text)}, mutants=MUTANTS, right=RIGHT_BUT_DIFFERENT,

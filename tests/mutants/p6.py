@@ -145,6 +145,11 @@ MUTANTS = {
     # p6b: the bias counted as d per token
     "added_bias_times_d": ({"p6_gpt2_counts.py": replace(COUNTS, "        added += extra\n", "        added += extra * d_model\n")},
                            ("p6a", "p6b", "p6g"), {"p6b_public", "p6b_random"}),
+    # p6a, p6b: not one int (a 1-element array, a str); the known-mistake hints compared them with == once
+    "counts_not_an_int": ({"p6_gpt2_counts.py": replace(replace(COUNTS, "    return (vocab_size - 1).bit_length()",
+                                                                "    return __import__('numpy').array([(vocab_size - 1).bit_length()])"),
+                                                        "    return added\n", "    return str(added)\n")},
+                          ("p6a", "p6b", "p6g"), {"p6a_public", "p6a_random", "p6b_public", "p6b_random"}),
     # p6g: the wrong answer, and the right one as a string
     "answer_true": ({"p6_gpt2_counts.py": replace(COUNTS, "    return False", "    return True")}, ("p6a", "p6b", "p6g"), {"p6g_answer"}),
     "answer_string": ({"p6_gpt2_counts.py": replace(COUNTS, "    return False", "    return 'False'")}, ("p6a", "p6b", "p6g"), {"p6g_answer"}),
@@ -182,6 +187,9 @@ NAMES_THE_MISTAKE = {
     "bits_floor_plus_one": {"p6a_public": "floor(log2 V) + 1"},
     "added_ignores_tying": {"p6b_public": "tied embeddings share one matrix"},
     "added_bias_times_d": {"p6b_public": "one entry per token, not d"},
+    "counts_not_an_int": {"p6a_public": ["bits_per_token(50257) returned array([16]), an ndarray",
+                                         "not a sequence or an array", "Hint: a fixed-length binary code"],
+                          "p6b_random": ["returned '", "a str", "not a str", "Hint: the embedding gains"]},
 }
 
 BATCHED_HORIZON_TWO = '''

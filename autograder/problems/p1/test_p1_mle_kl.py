@@ -22,7 +22,8 @@ random instance puts each mistake in ``known_mistakes`` over 8000 times its tole
 import numpy as np
 import pytest
 
-from autograder.compare import REAL_FORMS, check_each, expect_close, known_mistake, map_calls, plain_numbers
+from autograder.compare import (REAL_FORMS, BestEffortHint, check_each, expect_close, known_mistake, map_calls,
+                                plain_numbers)
 from autograder.sandbox import StudentCodeError
 from reference.submission import p1_mle_kl as reference
 
@@ -166,7 +167,8 @@ def check(student, function: str, instances, outcome) -> None:
             got.message = f"On {instance}:\n{call}: {got.message}"
             raise got
         expect_close(got, _expected(function, p, q), rtol=RTOL, atol=ATOL, call=call, instance=instance,
-                     hint=hint_for(function, p, q, got), scale=term_scale(function, p, q), scale_of=SCALE_OF[function])
+                     hint=BestEffortHint(lambda: hint_for(function, p, q, got), generic=HINTS[function]),
+                     scale=term_scale(function, p, q), scale_of=SCALE_OF[function])
     check_each(zip(instances, answers), judge)
     outcome.note(f"All {len(instances)} answers within {ATOL:g} + {RTOL:g}·S, S = {SCALE_OF[function]} "
                  f"(the size of the terms summed).")

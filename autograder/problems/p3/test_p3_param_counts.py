@@ -10,7 +10,7 @@ import math
 import numpy as np
 import pytest
 
-from autograder.compare import check_each, expect_exact_int, map_calls
+from autograder.compare import BestEffortHint, check_each, expect_exact_int, map_calls, plain_count
 from autograder.sandbox import StudentCodeError
 from reference.submission import p3_param_counts as reference
 
@@ -50,7 +50,7 @@ def overflow_or_rounding(expected: int, got) -> str | None:
     """What an exact-int answer that is off most likely suffered: int64 overflow or float rounding."""
     if type(got) is not int and not isinstance(got, np.integer):
         return None
-    got = int(got)
+    got = int(got)  # a numpy integer's arithmetic would wrap around
     if got != expected and (got - expected) % 2**64 == 0:
         return ("that differs from the right count by a multiple of 2**64: int64 overflow. numpy's int64 arithmetic "
                 "(np.prod, an int64 array) wraps around silently past 2**63 − 1; use Python ints, e.g. math.prod(k), "
@@ -61,30 +61,44 @@ def overflow_or_rounding(expected: int, got) -> str | None:
     return None
 
 
+P3A_HINT = "a joint with no independence assumptions has prod(k_i) outcomes, one of them determined by the rest."
+P3B_HINT = "under mutual independence each X_i has its own marginal with k_i - 1 free parameters."
+P3C_HINT = ("the first m variables form a full joint (prod - 1 parameters); each later X_i has (k_i - 1) "
+            "entries for every configuration of X_{i-m}..X_{i-1}.")
+GENERIC_HINTS = {"full_joint": P3A_HINT, "independent": P3B_HINT, "markov": P3C_HINT}
+
+
 def p3a_hint(k, got) -> str:
+    """The known mistake ``got`` (any returned value) matches, else the generic hint."""
     named = overflow_or_rounding(reference.full_joint(k), got)
     if named:
         return named
-    if got == math.prod(k):
+    number = plain_count(got)  # only plain ints and floats are compared: an array's == is not a bool
+    if number is None:
+        return P3A_HINT
+    if number == math.prod(k):
         return "one joint probability is fixed by the others (they sum to 1): subtract one."
-    if got == reference.independent(k):
+    if number == reference.independent(k):
         return "that is the count for independent variables; a full joint has one entry per joint outcome."
-    return "a joint with no independence assumptions has prod(k_i) outcomes, one of them determined by the rest."
+    return P3A_HINT
 
 
 def p3b_hint(k, got) -> str:
+    """The known mistake ``got`` (any returned value) matches, else the generic hint."""
     named = overflow_or_rounding(reference.independent(k), got)
     if named:
         return named
-    if got == sum(k):
+    number = plain_count(got)  # only plain ints and floats are compared: an array's == is not a bool
+    if number is None:
+        return P3B_HINT
+    if number == sum(k):
         return "each marginal sums to 1, so X_i has k_i - 1 free parameters, not k_i."
-    if got == reference.full_joint(k):
+    if number == reference.full_joint(k):
         return "that is the full joint; mutual independence leaves one marginal per variable."
-    if isinstance(got, (int, np.integer)) and int(got) in (_float_sum(k) - len(k), _float_sum(x - 1 for x in k)) \
-            and max(k) >= 2**53:
+    if type(number) is int and number in (_float_sum(k) - len(k), _float_sum(x - 1 for x in k)) and max(k) >= 2**53:
         return ("that is the sum done in floating point, exact only below 2**53: the k_i here exceed it. Keep the "
                 "sum in Python ints (no float() or np.float64).")
-    return "under mutual independence each X_i has its own marginal with k_i - 1 free parameters."
+    return P3B_HINT
 
 
 def _markov_window(k, m, window: int) -> int:
@@ -93,12 +107,12 @@ def _markov_window(k, m, window: int) -> int:
 
 
 def p3c_hint(k, m, got) -> str:
+    """The known mistake ``got`` (any returned value) matches, else the generic hint."""
     named = overflow_or_rounding(reference.markov(k, m), got)
     if named:
         return named
-    if not isinstance(got, (int, np.integer)):
-        return ("the first m variables form a full joint (prod - 1 parameters); each later X_i has (k_i - 1) "
-                "entries for every configuration of X_{i-m}..X_{i-1}.")
+    if type(got) is not int and not isinstance(got, np.integer):
+        return P3C_HINT
     got = int(got)
     for window in (m - 1, m + 1):
         if window >= 0 and got == _markov_window(k, m, window):
@@ -108,8 +122,7 @@ def p3c_hint(k, m, got) -> str:
         return f"that is the count for m = 1 (a first-order chain); here m = {m}: X_i depends on the m variables before it."
     if got == reference.full_joint(k):
         return "that is the full joint's count: the Markov assumption removes parameters."
-    return ("the first m variables form a full joint (prod - 1 parameters); each later X_i has (k_i - 1) "
-            "entries for every configuration of X_{i-m}..X_{i-1}.")
+    return P3C_HINT
 
 
 def check_instances(student, function: str, instances: list[tuple], expected_fn, hint_fn, outcome) -> None:
@@ -123,7 +136,8 @@ def check_instances(student, function: str, instances: list[tuple], expected_fn,
         if isinstance(got, StudentCodeError):
             got.message = f"On {call}: {got.message}"
             raise got
-        expect_exact_int(got, expected_fn(*args), call=call, hint=hint_fn(*args, got))
+        expect_exact_int(got, expected_fn(*args), call=call,
+                         hint=BestEffortHint(lambda: hint_fn(*args, got), generic=GENERIC_HINTS[function]))
     # a failed call after a wrong answer is counted: the earlier wrong answer says more
     check_each(zip(instances, answers), judge, count_errors=True)
     outcome.note(f"All {len(instances)} answers exact.")

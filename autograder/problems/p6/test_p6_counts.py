@@ -9,7 +9,7 @@ import itertools
 
 import pytest
 
-from autograder.compare import check_each, expect_answer, expect_exact_int, map_calls
+from autograder.compare import BestEffortHint, check_each, expect_answer, expect_exact_int, map_calls, plain_count
 from autograder.sandbox import StudentCodeError
 from reference.submission import p6_gpt2_counts as reference
 
@@ -33,24 +33,36 @@ def random_growth(rng, count: int = 10) -> list[tuple[int, int, int]]:
     return [(int(o), int(n), int(d)) for o, n, d in zip(old, new, width)]
 
 
+BITS_HINT = "a fixed-length binary code for V distinct tokens needs ceil(log2 V) bits."
+GROWTH_HINT = "the embedding gains (V' - V) d; an untied output layer another (V' - V) d; an output bias V' - V."
+
+
 def bits_hint(vocab: int, got) -> str:
-    if got == vocab.bit_length():
+    """The known mistake ``got`` (any returned value) matches, else the generic hint."""
+    number = plain_count(got)  # only plain ints and floats are compared: an array's == is not a bool
+    if number is None:
+        return BITS_HINT
+    if number == vocab.bit_length():
         return "that is floor(log2 V) + 1, one bit too many when V is a power of two: use ceil(log2 V)."
-    if isinstance(got, int) and got == vocab.bit_length() - 1 and vocab & (vocab - 1):
+    if type(number) is int and number == vocab.bit_length() - 1 and vocab & (vocab - 1):
         return "that rounds log2 V down; a code for V tokens needs ceil(log2 V) bits."
-    return "a fixed-length binary code for V distinct tokens needs ceil(log2 V) bits."
+    return BITS_HINT
 
 
 def growth_hint(old, new, d, tied, bias, got) -> str:
+    """The known mistake ``got`` (any returned value) matches, else the generic hint."""
+    number = plain_count(got)  # only plain ints and floats are compared: an array's == is not a bool
+    if number is None:
+        return GROWTH_HINT
     extra = new - old
-    if got == reference.added_parameters(old, new, d, tied_embeddings=not tied, output_bias=bias):
+    if number == reference.added_parameters(old, new, d, tied_embeddings=not tied, output_bias=bias):
         return ("tied embeddings share one matrix between input and output (count it once); untied ones "
                 "add an output layer of (V' - V) x d too.")
-    if got == reference.added_parameters(old, new, d, tied_embeddings=tied, output_bias=not bias):
+    if number == reference.added_parameters(old, new, d, tied_embeddings=tied, output_bias=not bias):
         return "an output bias adds one parameter per new token, and only when there is one."
-    if bias and got == reference.added_parameters(old, new, d, tied_embeddings=tied, output_bias=False) + extra * d:
+    if bias and number == reference.added_parameters(old, new, d, tied_embeddings=tied, output_bias=False) + extra * d:
         return "the output bias has one entry per token, not d."
-    return "the embedding gains (V' - V) d; an untied output layer another (V' - V) d; an output bias V' - V."
+    return GROWTH_HINT
 
 
 def check_bits(student, vocabs, outcome) -> None:
@@ -63,7 +75,7 @@ def check_bits(student, vocabs, outcome) -> None:
             got.message = f"On bits_per_token({vocab}): {got.message}"
             raise got
         expect_exact_int(got, reference.bits_per_token(vocab), call=f"bits_per_token({vocab})",
-                         hint=bits_hint(vocab, got))
+                         hint=BestEffortHint(lambda: bits_hint(vocab, got), generic=BITS_HINT))
     check_each(zip(vocabs, answers), judge)
     outcome.note(f"All {len(vocabs)} answers exact.")
 
@@ -78,7 +90,8 @@ def check_growth(student, growth, outcome) -> None:
             error.message = f"On {call}: {error.message}"
             raise
         expected = reference.added_parameters(old, new, d, tied_embeddings=tied, output_bias=bias)
-        expect_exact_int(got, expected, call=call, hint=growth_hint(old, new, d, tied, bias, got))
+        expect_exact_int(got, expected, call=call,
+                         hint=BestEffortHint(lambda: growth_hint(old, new, d, tied, bias, got), generic=GROWTH_HINT))
     total = check_each(itertools.product(growth, FLAGS), judge)
     outcome.note(f"All {total} answers exact (every combination of tied_embeddings and output_bias).")
 
