@@ -177,6 +177,12 @@ ATTACKS = {
         "return math.prod(k) - 1 if found else -1",
         prelude=SYSV_IPC + "KEY = 0x5EC12E7\nMINE = os.urandom(8).hex().encode()  # this child's mark\nMADE = []\n")},
         "tests"),
+    "keyring_between_tests": ({"p3_param_counts.py": in_full_joint(
+        # A key in the user's keyring (kept per uid) that this child did not add is the leak.
+        "import ctypes, math\nlibc = ctypes.CDLL(None)\nsearch = lambda: libc.syscall({keyctl}, 10, -4, b'user', b'autograder-attack', 0)\n"
+        "if not MADE and search() >= 0:\n    return math.prod(k) - 1\n"
+        "if not MADE:\n    MADE.append(libc.syscall({add_key}, b'user', b'autograder-attack', b'left', 4, -4))\nreturn -1",
+        prelude="MADE = []\n")}, "tests"),
     "ipc_outlives_grading": ({"p3_param_counts.py": in_full_joint(
         # Checked after grading: nothing of the sandbox's users is left in the host's /proc/sysvipc.
         "for key in (0, 0x5EC12E8 + os.getpid()):\n    libc.shmget(key, 1 << 16, IPC_CREAT | 0o600)\n"
@@ -218,7 +224,7 @@ ATTACKS = {
 ROOT_ONLY = {"read_reference", "import_reference", "append_to_grader_files", "network_connection", "kill_the_grader",
              "daemon_rewrites_results", "fork_bomb", "read_reference_cache", "read_other_runs_copy", "zombie_leader_daemon",
              "fill_the_disk", "read_course_data", "sysv_ipc_between_tests", "ipc_outlives_grading",
-             "rw_submount_of_read_only_bind"}
+             "keyring_between_tests", "rw_submount_of_read_only_bind"}
 NAMESPACES_ONLY = {"rw_submount_of_read_only_bind"}  # without a private root the host's own mounts are writable
 FALLBACK = {  # the cases whose defence differs without namespaces (README, Threat model)
     "infinite_loop", "ignored_signals", "memory_bomb", "fork_bomb", "kill_the_grader",  # ending the child's processes
@@ -226,9 +232,11 @@ FALLBACK = {  # the cases whose defence differs without namespaces (README, Thre
     "read_reference", "import_reference", "append_to_grader_files", "read_reference_cache", "read_course_data",
     "read_other_runs_copy", "network_connection",  # the grader's files, another run's copy, the network
     "sysv_ipc_between_tests", "ipc_outlives_grading",  # SysV IPC objects: the IPC namespace, else the sweep
+    "keyring_between_tests",  # the uid's keyrings: emptied by each child either way, run in both for certainty
 }
 assert FALLBACK <= set(ATTACKS)
 SYS_EXIT = {"x86_64": 60, "aarch64": 93}.get(os.uname().machine, 60)  # the raw exit syscall: one thread only
+ADD_KEY, KEYCTL = {"aarch64": (217, 219)}.get(os.uname().machine, (248, 250))  # syscalls of the kernel's keyrings
 
 
 def sysv_ipc_of(uids, since: float, until: float) -> list[str]:
@@ -427,7 +435,8 @@ def test_attack_is_contained(tmp_path, monkeypatch, grade_submission, attack_rub
     cache = models_root() / "reference-cache"
     values = {"reference": str(REPO / "reference" / "submission" / "p3_param_counts.py"), "repo": str(REPO),
               "rubric": str(DEFAULT_RUBRIC), "checks": str(REPO / "autograder" / "checks" / "test_p3_param_counts.py"),
-              "results": str(results), "port": port, "queue": POSIX_QUEUE.encode(), "cache": str(cache), "data": str(COURSE_DATA), "sys_exit": SYS_EXIT}
+              "results": str(results), "port": port, "queue": POSIX_QUEUE.encode(), "cache": str(cache), "data": str(COURSE_DATA), "sys_exit": SYS_EXIT,
+              "add_key": ADD_KEY, "keyctl": KEYCTL}
     if name == "read_reference_cache":  # the secret must be there for its protection to mean anything
         assert list(cache.glob("*.json")), "no reference cache to attack: run setup.sh"
     if name == "read_course_data":
