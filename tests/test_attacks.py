@@ -7,12 +7,14 @@ on the attacked problem alone: P3's rubric tests (and P2's where all of P3 is at
 some part is left to keep its marks). For every case: a valid results.json with a row for every
 rubric test, no points for the attacked part, full marks for every other part (p3b and p3c run
 the attacked module too, in children of their own), the grader's files unchanged, no process
-of the child left behind, and a bounded wall time.
+of the child left behind (nor a SysV IPC object or POSIX message queue on the host), and a
+bounded wall time.
 
 Where the system gives children namespaces, each case runs with them ("namespaces"); the cases
 in FALLBACK (those whose defence differs without namespaces: the filesystem, processes,
-daemons, the disk, the network) run a second time with AUTOGRADER_NAMESPACES=0, the fallback a
-system without namespaces gets (a separate user, permissions, sweeps).
+daemons, the disk, the network, SysV IPC, keyrings) run a second time with
+AUTOGRADER_NAMESPACES=0, the fallback a system without namespaces gets (a separate user,
+permissions, sweeps).
 
 Run it alone with ``.venv/bin/python -m pytest tests/test_attacks.py``. As root (Gradescope,
 CI) it exercises the full sandbox (separate user, no network); cases that only root can defend
