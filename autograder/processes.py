@@ -262,6 +262,7 @@ class ChildProcess:
                             whole_user=not siblings, keep=siblings)
             if not siblings and self.identity is box.identity:
                 isolation.clean_shared_folders(box.identity)  # without a private /tmp, what it left there
+                isolation.remove_sysv_ipc(box.identity)  # without an IPC namespace, its SysV objects
         for name in ("_requests", "_responses"):
             fd = getattr(self, name)
             if fd is not None:

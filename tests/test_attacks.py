@@ -7,12 +7,14 @@ on the attacked problem alone: P3's rubric tests (and P2's where all of P3 is at
 some part is left to keep its marks). For every case: a valid results.json with a row for every
 rubric test, no points for the attacked part, full marks for every other part (p3b and p3c run
 the attacked module too, in children of their own), the grader's files unchanged, no process
-of the child left behind, and a bounded wall time.
+of the child left behind (nor a SysV IPC object or POSIX message queue on the host), and a
+bounded wall time.
 
 Where the system gives children namespaces, each case runs with them ("namespaces"); the cases
 in FALLBACK (those whose defence differs without namespaces: the filesystem, processes,
-daemons, the disk, the network) run a second time with AUTOGRADER_NAMESPACES=0, the fallback a
-system without namespaces gets (a separate user, permissions, sweeps).
+daemons, the disk, the network, SysV IPC, keyrings) run a second time with
+AUTOGRADER_NAMESPACES=0, the fallback a system without namespaces gets (a separate user,
+permissions, sweeps).
 
 Run it alone with ``.venv/bin/python -m pytest tests/test_attacks.py``. As root (Gradescope,
 CI) it exercises the full sandbox (separate user, no network); cases that only root can defend
@@ -46,9 +48,11 @@ P3 = ("p3a", "p3b", "p3c")
 # The rubric each kind of case is graded on (parts, or single test ids), and the parts that lose.
 # The attacked part is graded on its public test alone: its random test would run the same
 # attacked function a second time and, for the attacks that hang, wait out the limit again.
-GRADED = {"call": ("p3a_public", "p3b", "p3c"), "import": ("p3a_public", "p3b", "p3c", "p2"),
+# "tests": the attacked part on both its tests, each in a child of its own (attacks that carry
+# something from one test's child to the next).
+GRADED = {"call": ("p3a_public", "p3b", "p3c"), "tests": ("p3a", "p3b", "p3c"), "import": ("p3a_public", "p3b", "p3c", "p2"),
           "everything": ("p3a_public", "p3b", "p3c", "p2")}
-ATTACKED = {"call": {"p3a"}, "import": set(P3), "everything": {*P3, "p2"}}
+ATTACKED = {"call": {"p3a"}, "tests": {"p3a"}, "import": set(P3), "everything": {*P3, "p2"}}
 RAW_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # never in results.json's text (results.printable)
 TIME_LIMIT_S = 4  # per test in this suite's rubric (the reference's P3 and P2 tests take well under 0.5 s)
 WALL_LIMIT_S = 90
@@ -60,6 +64,14 @@ def markov(k, m):
     return prod(k[:m]) - 1 + sum((k[i] - 1) * prod(k[i - m:i]) for i in range(m, len(k)))
 """
 RIGHT_FULL_JOINT = "from math import prod\ndef full_joint(k): return prod(k) - 1\n"
+# SysV IPC through libc (no braces: the attacks' sources go through str.format).
+SYSV_IPC = """
+import ctypes, math, os, struct
+libc = ctypes.CDLL(None, use_errno=True)
+libc.shmat.restype = ctypes.c_void_p
+libc.shmat.argtypes = (ctypes.c_int, ctypes.c_void_p, ctypes.c_int)
+IPC_CREAT, IPC_NOWAIT, FAILED = 0o1000, 0o4000, ctypes.c_void_p(-1).value
+"""
 
 
 def in_full_joint(body: str, *, prelude: str = "") -> str:
@@ -166,6 +178,45 @@ ATTACKS = {
         "    for i in range(64):\n        try:\n            with open(os.path.join(folder, f'fill-{{os.getpid()}}-{{i}}'), 'wb') as f:\n"
         "                for _ in range(15):\n                    f.write(block)\n        except OSError:\n            break\n"
         "return -1")}, "call"),
+    # -- carrying data past the test: SysV IPC, mounts ------------------------------------------
+    "sysv_ipc_between_tests": ({"p3_param_counts.py": in_full_joint(
+        # An earlier child's shared memory segment, message or semaphore set (an object with the
+        # key that this child did not make) is the leak; else this child leaves its own.
+        "found = False\nshm = libc.shmget(KEY, 4096, 0)\nif shm >= 0 and 'shm' not in MADE:\n"
+        "    address = libc.shmat(shm, None, 0)\n    found |= address not in (None, FAILED) and ctypes.string_at(address, 5) == b'left:'\n"
+        "elif shm < 0 and libc.shmget(KEY, 4096, IPC_CREAT | 0o666) >= 0:\n    MADE.append('shm')\n"
+        "    address = libc.shmat(libc.shmget(KEY, 4096, 0), None, 0)\n    ctypes.memmove(address, b'left:' + MINE, 21)\n"
+        "queue = libc.msgget(KEY + 1, 0)\nif queue >= 0 and 'msg' not in MADE:\n    received = ctypes.create_string_buffer(64)\n"
+        "    found |= libc.msgrcv(queue, received, 56, 0, IPC_NOWAIT) > 0\n"
+        "elif queue < 0 and libc.msgget(KEY + 1, IPC_CREAT | 0o666) >= 0:\n    MADE.append('msg')\n"
+        "    message = struct.pack('q', 1) + b'left:' + MINE\n    libc.msgsnd(libc.msgget(KEY + 1, 0), message, 21, IPC_NOWAIT)\n"
+        "semaphores = libc.semget(KEY + 2, 1, 0)\nif semaphores >= 0 and 'sem' not in MADE:\n    found = True\n"
+        "elif semaphores < 0 and libc.semget(KEY + 2, 1, IPC_CREAT | 0o666) >= 0:\n    MADE.append('sem')\n"
+        "return math.prod(k) - 1 if found else -1",
+        prelude=SYSV_IPC + "KEY = 0x5EC12E7\nMINE = os.urandom(8).hex().encode()  # this child's mark\nMADE = []\n")},
+        "tests"),
+    "keyring_between_tests": ({"p3_param_counts.py": in_full_joint(
+        # A key in the user's keyring (kept per uid) that this child did not add is the leak.
+        "import ctypes, math\nlibc = ctypes.CDLL(None)\nsearch = lambda: libc.syscall({keyctl}, 10, -4, b'user', b'autograder-attack', 0)\n"
+        "if not MADE and search() >= 0:\n    return math.prod(k) - 1\n"
+        "if not MADE:\n    MADE.append(libc.syscall({add_key}, b'user', b'autograder-attack', b'left', 4, -4))\nreturn -1",
+        prelude="MADE = []\n")}, "tests"),
+    "ipc_outlives_grading": ({"p3_param_counts.py": in_full_joint(
+        # Checked after grading: nothing of the sandbox's users is left in the host's /proc/sysvipc.
+        "for key in (0, 0x5EC12E8 + os.getpid()):\n    libc.shmget(key, 1 << 16, IPC_CREAT | 0o600)\n"
+        "    libc.msgsnd(libc.msgget(key, IPC_CREAT | 0o600), struct.pack('q', 1) + b'x' * 64, 64, IPC_NOWAIT)\n"
+        "    libc.semget(key, 4, IPC_CREAT | 0o600)\n"
+        "try:\n    libc.mq_open({queue!r}, os.O_CREAT | os.O_RDWR, 0o600, None)\nexcept AttributeError:\n    pass\n"
+        "return -1", prelude=SYSV_IPC)}, "call"),
+    "rw_submount_of_read_only_bind": ({"p3_param_counts.py": in_full_joint(
+        # In the private root every mount is read-only but the scratch folders, /proc and the
+        # devices: a writable mount elsewhere (/sys/fs/cgroup under the read-only /sys, Docker's
+        # /etc/hosts under /etc) is the leak. Per-mount and superblock options both count.
+        "import math\nfor line in open('/proc/self/mountinfo'):\n    mount, _, superblock = line.partition(' - ')\n"
+        "    point, options = mount.split()[4], mount.split()[5].split(',')\n"
+        "    writable = 'rw' in options and 'rw' in superblock.split()[-1].split(',')\n"
+        "    if writable and point not in ('/tmp', '/var/tmp', '/dev/shm', '/proc') and not point.startswith('/dev/'):\n"
+        "        return math.prod(k) - 1\nreturn -1")}, "call"),
     "many_long_file_names": ({**{("n" * 200 + f"{i:03d}.py"): "x = 1\n" for i in range(190)},
                               "p3_param_counts.py": in_full_joint("return -1")}, "call"),
     # -- links in the upload to the grader's own files -----------------------------------------
@@ -190,15 +241,56 @@ ATTACKS = {
 }
 ROOT_ONLY = {"read_reference", "import_reference", "append_to_grader_files", "network_connection", "kill_the_grader",
              "daemon_rewrites_results", "fork_bomb", "read_reference_cache", "read_other_runs_copy", "zombie_leader_daemon",
-             "fill_the_disk", "read_course_data"}
+             "fill_the_disk", "read_course_data", "sysv_ipc_between_tests", "ipc_outlives_grading",
+             "keyring_between_tests", "rw_submount_of_read_only_bind"}
+NAMESPACES_ONLY = {"rw_submount_of_read_only_bind"}  # without a private root the host's own mounts are writable
 FALLBACK = {  # the cases whose defence differs without namespaces (README, Threat model)
     "infinite_loop", "ignored_signals", "memory_bomb", "fork_bomb", "kill_the_grader",  # ending the child's processes
     "daemon_rewrites_results", "zombie_leader_daemon", "fake_results_files", "fill_the_disk",  # outliving it, writing
     "read_reference", "import_reference", "append_to_grader_files", "read_reference_cache", "read_course_data",
     "read_other_runs_copy", "network_connection",  # the grader's files, another run's copy, the network
+    "sysv_ipc_between_tests", "ipc_outlives_grading",  # SysV IPC objects: the IPC namespace, else the sweep
+    "keyring_between_tests",  # the uid's keyrings: emptied by each child either way, run in both for certainty
 }
 assert FALLBACK <= set(ATTACKS)
 SYS_EXIT = {"x86_64": 60, "aarch64": 93}.get(os.uname().machine, 60)  # the raw exit syscall: one thread only
+ADD_KEY, KEYCTL = {"aarch64": (217, 219)}.get(os.uname().machine, (248, 250))  # syscalls of the kernel's keyrings
+
+
+def sysv_ipc_of(uids, since: float, until: float) -> list[str]:
+    """The host's SysV IPC objects (/proc/sysvipc) owned or made by ``uids`` and made or changed
+    between ``since`` and ``until`` (wall-clock seconds): what children of this run left."""
+    left = []
+    for kind in ("shm", "msg", "sem"):
+        try:
+            with open(f"/proc/sysvipc/{kind}") as handle:
+                header, *rows = [line.split() for line in handle]
+        except OSError:
+            continue
+        for row in rows:
+            fields = dict(zip(header, row))
+            if {int(fields["uid"]), int(fields["cuid"])} & uids and since <= int(fields["ctime"]) <= until + 1:
+                left.append(f"{kind} id {fields.get('shmid') or fields.get('msqid') or fields.get('semid')} "
+                            f"key {fields['key']} uid {fields['uid']}")
+    return left
+
+
+POSIX_QUEUE = "/autograder-attack"  # the POSIX message queue ipc_outlives_grading makes
+
+
+def posix_queue_left(name: str) -> bool:
+    """Whether the POSIX message queue ``name`` exists in this (the host's) IPC namespace;
+    removes it if so."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    if not hasattr(libc, "mq_open"):
+        return False
+    descriptor = libc.mq_open(name.encode(), os.O_RDONLY)
+    if descriptor < 0:
+        return False
+    os.close(descriptor)
+    libc.mq_unlink(name.encode())
+    return True
 
 
 def grader_files_digest() -> str:
@@ -347,6 +439,8 @@ def test_attack_is_contained(tmp_path, monkeypatch, grade_submission, attack_rub
                              name, mode):
     if name in ROOT_ONLY and not ROOT:
         pytest.skip("only the root sandbox (separate user, no network) defends against this")
+    if name in NAMESPACES_ONLY and (mode == "fallback" or not namespaces_here()):
+        pytest.skip("only a private root (namespaces) defends against this")
     if mode == "fallback":
         if not ROOT:
             pytest.skip("without root there is no separate user, so no namespaces either: every case runs the fallback")
@@ -359,7 +453,8 @@ def test_attack_is_contained(tmp_path, monkeypatch, grade_submission, attack_rub
     cache = models_root() / "reference-cache"
     values = {"reference": str(REPO / "reference" / "submission" / "p3_param_counts.py"), "repo": str(REPO),
               "rubric": str(DEFAULT_RUBRIC), "checks": str(REPO / "autograder" / "checks" / "test_p3_param_counts.py"),
-              "results": str(results), "port": port, "cache": str(cache), "data": str(COURSE_DATA), "sys_exit": SYS_EXIT}
+              "results": str(results), "port": port, "queue": POSIX_QUEUE.encode(), "cache": str(cache), "data": str(COURSE_DATA), "sys_exit": SYS_EXIT,
+              "add_key": ADD_KEY, "keyctl": KEYCTL}
     if name == "read_reference_cache":  # the secret must be there for its protection to mean anything
         assert list(cache.glob("*.json")), "no reference cache to attack: run setup.sh"
     if name == "read_course_data":
@@ -387,7 +482,7 @@ def test_attack_is_contained(tmp_path, monkeypatch, grade_submission, attack_rub
     kind = "call" if where == "loose" else where
     before = grader_files_digest()
 
-    start, started = time.monotonic(), boot_ticks()
+    start, started, started_at = time.monotonic(), boot_ticks(), int(time.time())
     with concurrent:  # another grading run's private copy, there while this one runs
         graded = grade_submission(folder, rubric=attack_rubrics[kind])
     from autograder.results import write_results
@@ -423,6 +518,8 @@ def test_attack_is_contained(tmp_path, monkeypatch, grade_submission, attack_rub
     leftovers = [entry.path for folder in isolation.SHARED_FOLDERS if os.path.isdir(folder) for entry in os.scandir(folder)
                  if (lambda info: info.st_uid in uids and info.st_ctime <= ended_at)(entry.stat(follow_symlinks=False))]
     assert leftovers == [], "files of the child outlived grading"
+    assert sysv_ipc_of(uids, started_at, ended_at) == [], "SysV IPC objects of the child outlived grading"
+    assert not posix_queue_left(POSIX_QUEUE), "a POSIX message queue of the child outlived grading"
 
 
 def test_suite_has_at_least_twenty_attacks():

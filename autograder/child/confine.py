@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import ctypes
 import os
+import re
 import resource
 
 CLONE_NEWNET = 0x40000000
+_KEYCTL = {"x86_64": 250, "aarch64": 219}.get(os.uname().machine)  # the keyctl syscall's number
+_KEYCTL_JOIN_SESSION_KEYRING, _KEYCTL_CLEAR = 1, 7
+_KEY_SPEC_USER_KEYRING, _KEY_SPEC_USER_SESSION_KEYRING = -4, -5
 
 
 def address_space_mb() -> int:
@@ -42,6 +46,10 @@ def confine(*, uid: int | None, gid: int | None, limits: dict, cpu_seconds: int)
     resource.setrlimit(resource.RLIMIT_FSIZE, (limits["file_size_mb"] << 20,) * 2)
     resource.setrlimit(resource.RLIMIT_NOFILE, (limits["open_files"],) * 2)
     resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds))
+    # No POSIX message queue can be made (each takes bytes of this budget): queues live in the
+    # IPC namespace, which the fallback shares with the host, and /dev/mqueue may not be mounted
+    # for a sweep to find them.
+    resource.setrlimit(resource.RLIMIT_MSGQUEUE, (0, 0))
     if limits.get("memory_mb"):
         resource.setrlimit(resource.RLIMIT_AS, ((address_space_mb() + limits["memory_mb"]) << 20,) * 2)
     if uid is not None:
@@ -49,12 +57,27 @@ def confine(*, uid: int | None, gid: int | None, limits: dict, cpu_seconds: int)
         os.setgroups([])
         os.setgid(gid)
         os.setuid(uid)
+        _fresh_keyrings()
     return effect
+
+
+def _fresh_keyrings() -> None:
+    """Join a new, empty session keyring and empty the user's own keyrings, which the kernel
+    keeps per uid (not per namespace) as long as any process of the uid lives: what an earlier
+    test's child of the same slot put there is gone. Best effort: a system that refuses keyctl
+    (Docker's seccomp profile) has no keyrings to carry anything."""
+    if _KEYCTL is None:
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall(ctypes.c_long(_KEYCTL), ctypes.c_long(_KEYCTL_JOIN_SESSION_KEYRING), None)
+    for keyring in (_KEY_SPEC_USER_KEYRING, _KEY_SPEC_USER_SESSION_KEYRING):
+        libc.syscall(ctypes.c_long(_KEYCTL), ctypes.c_long(_KEYCTL_CLEAR), ctypes.c_long(keyring))
 
 
 # -- namespaces: a private filesystem, a process tree of its own --------------------------------
 CLONE_NEWNS = 0x00020000
 CLONE_NEWPID = 0x20000000
+CLONE_NEWIPC = 0x08000000  # SysV IPC objects and POSIX message queues of its own, gone with it
 _MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 0x1, 0x2, 0x4, 0x8
 _MS_REMOUNT, _MS_BIND, _MS_REC, _MS_PRIVATE = 0x20, 0x1000, 0x4000, 0x40000
 DEVICES = ("null", "zero", "full", "random", "urandom")
@@ -80,17 +103,49 @@ def unshare(flags: int, what: str) -> None:
     _check(_libc().unshare(flags), f"unshare({what})")
 
 
+_MOUNT_SETATTR = 442  # the same number on x86_64 and aarch64 (Linux 5.12)
+_AT_FDCWD, _AT_RECURSIVE = -100, 0x8000
+_MOUNT_ATTR_RDONLY, _MOUNT_ATTR_NOSUID, _MOUNT_ATTR_NODEV = 0x1, 0x2, 0x4
+
+
+class _MountAttr(ctypes.Structure):
+    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64), ("propagation", ctypes.c_uint64),
+                ("userns_fd", ctypes.c_uint64)]
+
+
 def _bind(path: str, target: str, *, writable: bool = False) -> None:
+    """Bind ``path`` at ``target`` with the mounts under it; read-only (and nosuid, nodev) unless
+    writable, the mounts under it included (/sys/fs/cgroup under /sys, Docker's /etc/hosts under
+    /etc): a remount changes one mount only."""
     if os.path.isdir(path):
         os.makedirs(target, exist_ok=True)
     else:
         os.makedirs(os.path.dirname(target), exist_ok=True)
         open(target, "a").close()
     _mount(path, target, None, _MS_BIND | _MS_REC)
-    flags = _MS_REMOUNT | _MS_BIND | _MS_NOSUID | (0 if writable else _MS_RDONLY)
-    if not path.startswith("/dev/"):
-        flags |= _MS_NODEV
-    _mount(None, target, None, flags)
+    if writable:
+        _mount(None, target, None, _MS_REMOUNT | _MS_BIND | _MS_NOSUID | (0 if path.startswith("/dev/") else _MS_NODEV))
+        return
+    attr = _MountAttr(attr_set=_MOUNT_ATTR_RDONLY | _MOUNT_ATTR_NOSUID | _MOUNT_ATTR_NODEV)
+    done = _libc().syscall(ctypes.c_long(_MOUNT_SETATTR), ctypes.c_int(_AT_FDCWD), target.encode(),
+                           ctypes.c_uint(_AT_RECURSIVE), ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr)))
+    if done != 0:  # a kernel before 5.12: each mount of the tree, parents first
+        for point, noexec in mounts_under(target):
+            _mount(None, point, None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY | _MS_NOSUID | _MS_NODEV | noexec)
+
+
+def mounts_under(target: str) -> list[tuple[str, int]]:
+    """The mount points at or under ``target`` in this mount namespace, parents first, each with
+    _MS_NOEXEC if it has it (so a remount keeps it)."""
+    found = []
+    with open("/proc/self/mountinfo", "rb") as handle:
+        for line in handle:
+            fields = line.split()
+            # mountinfo escapes space, tab, newline and backslash as \ooo
+            point = re.sub(rb"\\([0-7]{3})", lambda m: bytes([int(m.group(1), 8)]), fields[4]).decode()
+            if point == target or point.startswith(target.rstrip("/") + "/"):
+                found.append((point, _MS_NOEXEC if b"noexec" in fields[5].split(b",") else 0))
+    return sorted(found, key=lambda item: item[0].count("/"))
 
 
 def private_root(new_root: str, *, read_only: list[str], devices: list[str]) -> None:

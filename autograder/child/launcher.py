@@ -154,14 +154,15 @@ def _init(spec: dict, fds: list[int], control: socket.socket, preload: Preload) 
 
 def _spawn(spec: dict, fds: list[int], control: socket.socket, preload: Preload, *, isolated: bool) -> int:
     """Fork the child through an intermediate that exits at once; returns the child's pid.
-    isolated: the child is the init of a new PID namespace (see _init)."""
+    isolated: the child is the init of a new PID namespace and IPC namespace (see _init)."""
     read_end, write_end = os.pipe()
     intermediate = os.fork()
     if intermediate == 0:
         try:
             os.close(read_end)
             if isolated:
-                confine.unshare(confine.CLONE_NEWPID, "CLONE_NEWPID")
+                # the child's SysV IPC objects and POSIX queues die with it, unseen by any other
+                confine.unshare(confine.CLONE_NEWPID | confine.CLONE_NEWIPC, "CLONE_NEWPID | CLONE_NEWIPC")
             pid = os.fork()
             if pid == 0:
                 os.close(write_end)
