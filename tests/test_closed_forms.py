@@ -365,9 +365,10 @@ def test_p4_unresolved_mass_counts_as_error_rather_than_smoothing_everything(nam
     """Jumps (or a steep stretch of little probability) that leave a little more than 1e-3 of x_1's
     probability unresolved on the finest nodes: the smallest τ that resolves them (2 for the steps,
     668 for 1/x_1) would erase the marginal's structure, so the unsmoothed mixture is certified
-    with the unresolved probability in its error bound (see p4_mixture)."""
+    (or a smaller τ) with the unresolved probability in its error bound (see p4_mixture)."""
     gap = cf.p4_gaussianity_gap(0.0, 1.0, mu2, lambda x1: sigma2)
-    assert gap.smoothing == 0 and gap.unresolved > 1e-3 and gap.error_bound >= gap.unresolved, (name, gap)
+    assert gap.unresolved > 1e-3 and gap.error_bound >= gap.unresolved, (name, gap)
+    assert gap.smoothing == 0 if name != "1/x1" else gap.smoothing < 10, (name, gap)  # 1/x1: τ = 6 for 1e-2 unresolved
     assert gap.certified_tv > 10 * cf.P4_TV_THRESHOLD, (name, gap)
 
 

@@ -19,8 +19,8 @@
   stays Gaussian. Only structure finer than tau (many narrow spikes) is lost.
 - It also judges the unsmoothed marginal (and smaller taus) with the probability of the x1
   intervals left unresolved counted as error: an interval of probability w moves the marginal
-  by at most w in total variation, so TV − unresolved is a lower bound too, and the best bound
-  counts. Many narrow steps (round(3 x1) with sigma2 0.1: 0.0015 unresolved, TV 0.57) pass so
+  by at most w in total variation, so TV − unresolved is a lower bound too, tried when the
+  smoothed TV does not pass. Many narrow steps (round(3 x1) with sigma2 0.1: 0.0015 unresolved, TV 0.57) pass so
   where the smoothing would take tau = 2 and erase the bumps; a Gaussian comb (unresolved ≈ 1)
   cannot.
 """
