@@ -346,6 +346,32 @@ def test_p4_non_gaussian_marginals_are_certified_at_any_scale(name, mu1, sigma1,
     assert time.monotonic() - start < 60, name  # about 1 s each on an idle core
 
 
+@pytest.mark.parametrize("bands, sigma2", [(3, 0.1), (10, 1e-4)])
+def test_p4_gaussian_with_unresolved_jumps_is_not_certified(bands, sigma2):
+    """x_2 = ±x_1 + σ_2 ε, the sign flipping on bands of width 1/bands: Gaussian (x_1 is symmetric),
+    with jumps the finest nodes cannot resolve. Neither the unsmoothed mixture, its unresolved mass
+    counted as error, nor any smoothed one certifies it."""
+    gap = cf.p4_gaussianity_gap(0.0, 1.0, lambda x1: x1 * (-1) ** math.floor(bands * abs(x1)), lambda x1: sigma2)
+    assert gap.certified_tv < 0 and gap.tv < 1e-4, gap
+
+
+@pytest.mark.parametrize("name, mu2, sigma2", [
+    ("round(3 x1)", lambda x1: float(round(3 * x1)), 0.1),
+    ("floor(3 x1)", lambda x1: float(math.floor(3 * x1)), 0.05),
+    ("round(5 x1)", lambda x1: float(round(5 * x1)), 0.1),
+    ("1/x1", lambda x1: 1.0 / x1 if x1 != 0 else 0.0, 1.0),
+])
+def test_p4_unresolved_mass_counts_as_error_rather_than_smoothing_everything(name, mu2, sigma2):
+    """Jumps (or a steep stretch of little probability) that leave a little more than 1e-3 of x_1's
+    probability unresolved on the finest nodes: the smallest τ that resolves them (2 for the steps,
+    668 for 1/x_1) would erase the marginal's structure, so the unsmoothed mixture is certified
+    (or a smaller τ) with the unresolved probability in its error bound (see p4_mixture)."""
+    gap = cf.p4_gaussianity_gap(0.0, 1.0, mu2, lambda x1: sigma2)
+    assert gap.unresolved > 1e-3 and gap.error_bound >= gap.unresolved, (name, gap)
+    assert gap.smoothing == 0 if name != "1/x1" else gap.smoothing < 10, (name, gap)  # 1/x1: τ = 6 for 1e-2 unresolved
+    assert gap.certified_tv > 10 * cf.P4_TV_THRESHOLD, (name, gap)
+
+
 def test_p4_smoothing_lowers_the_distance_only_a_little():
     """x_2 = x_1² + 0.001 ε: its exact TV to N(1, 2) (a χ²₁ against a Gaussian, computed on a fine
     grid) and the smoothed lower bound agree to 5e-3."""

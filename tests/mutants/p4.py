@@ -53,6 +53,10 @@ MUTANTS = {
     # x2 = 1000 x1 + 1e-6 noise: far too steep for the nodes, and Gaussian all the same
     "linear_nearly_deterministic": (replace(MU2, "    return 1000.0 * x1 - 3.0").replace(SIGMA2, "    return 1e-6\n"),
                                     {"p4_counterexample_marginal"}),
+    # x2 = ±x1 + 0.1 noise, the sign flipping on bands of width 1/3: Gaussian (x1 is symmetric), with
+    # 48 jumps the finest nodes leave unresolved (probability 0.0009 at 32001 nodes)
+    "sign_flipping_bands": (replace(MU2, "    import math\n    return x1 * (-1) ** math.floor(3 * abs(x1))").replace(
+        SIGMA2, "    return 0.1\n"), {"p4_counterexample_marginal"}),
 }
 
 # What the feedback must say for a mutant whose answer matches a known mistake: {mutant: {test id: words}}.
@@ -113,6 +117,36 @@ RIGHT_BUT_DIFFERENT = {
             return {"mu1": 3.0, "sigma1": 2.0, "mu2": lambda x1: 1e3 * math.tanh(x1 - 3.0) + (500.0 if x1 > 4 else 0.0),
                     "sigma2": lambda x1: 1e-6 if x1 < 3 else 1.0}
         """,
+    # Step functions whose jumps leave a little more than 1e-3 of x1's probability unresolved on the
+    # finest nodes (half a node spacing each jump): narrow bumps at the integers, once judged only
+    # on x2 + N(0, 2.01²), which erases them.
+    "round_steps_narrow": """
+        def same_hypothesis_space():
+            return False
+        def counterexample():
+            return {"mu1": 0.0, "sigma1": 1.0, "mu2": lambda x1: float(round(3 * x1)), "sigma2": lambda x1: 0.1}
+        """,
+    "floor_steps_narrower": """
+        import math
+        def same_hypothesis_space():
+            return False
+        def counterexample():
+            return {"mu1": 0.0, "sigma1": 1.0, "mu2": lambda x1: float(math.floor(3 * x1)), "sigma2": lambda x1: 0.05}
+        """,
+    "round_five_steps": """
+        def same_hypothesis_space():
+            return False
+        def counterexample():
+            return {"mu1": 0.0, "sigma1": 1.0, "mu2": lambda x1: float(round(5 * x1)), "sigma2": lambda x1: 0.1}
+        """,
+    # 1/x1 + noise: two humps and heavy tails; steep near x1 = 0 only (probability 0.025), which once
+    # forced the smoothing to sd 668 over the whole marginal
+    "reciprocal_heavy_tails": """
+        def same_hypothesis_space():
+            return False
+        def counterexample():
+            return {"mu1": 0.0, "sigma1": 1.0, "mu2": lambda x1: 1.0 / x1 if x1 != 0 else 0.0, "sigma2": lambda x1: 1.0}
+        """,
 }
 
 
@@ -131,6 +165,9 @@ FEEDBACK = {
     "same_space_string": {"p4_same_space": "returned 'False', a str"},
     "same_space_int": {"p4_same_space": "return the bool itself, not an int"},
     "tuple_not_dict": {"p4_counterexample_form": "counterexample() returned a tuple\nexpected a dict"},
+    "sign_flipping_bands": {"p4_counterexample_marginal": [
+        "x2-marginal is Gaussian, or too close to one to tell", "faster than the grader's 32001 x1 nodes can resolve",
+        "counts that probability as numerical error"]},
 }
 
 CASES = cases("p4", files_of=lambda text: {FILE: source(text)}, mutants=MUTANTS, right=RIGHT_BUT_DIFFERENT,
