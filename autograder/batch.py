@@ -347,8 +347,13 @@ class Batch:
         _kill_strays(keep=set())  # also a grading started just before the interrupt, not yet listed
         for job in jobs:
             job.log.close()
-            (job.folder / "results.json").unlink(missing_ok=True)
-            _remove_partial_writes(job.folder)
+        # every submission without its record loses its results: the stopped ones, and one whose
+        # grading started just as the interrupt came (killed above, but not yet among ``jobs``)
+        for submission in self.assigned:
+            folder = self.folder(submission)
+            if not (folder / "status.json").exists():
+                (folder / "results.json").unlink(missing_ok=True)
+                _remove_partial_writes(folder)
         for tmpdir in list(self._tmpdirs):
             shutil.rmtree(tmpdir, ignore_errors=True)
             self._tmpdirs.discard(tmpdir)
