@@ -78,14 +78,24 @@ def _number(value: float) -> str:
     return f"{value:.6f}".rstrip("0").rstrip(".") or "0"
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # what a spreadsheet may run as a formula
+
+
+def _text_cell(text: str) -> str:
+    """A text cell as a spreadsheet shows it, never runs it: names and reasons come from students
+    (Gradescope's metadata, their file names), so one starting like a formula gets a leading '."""
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
 def scores_csv(records: list[Record], parts: list[str]) -> str:
-    """``id,name,sid,email,total,<part>…,status,reason``: one row per submission, sorted by id."""
+    """``id,name,sid,email,total,<part>…,status,reason``: one row per submission, sorted by id.
+    Text cells that a spreadsheet would take for a formula start with ' (``_text_cell``)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["id", "name", "sid", "email", "total", *parts, "status", "reason"])
     for r in sorted(records, key=lambda r: r.id):
-        writer.writerow([r.id, r.name, r.sid, r.email, _number(r.total),
-                         *(_number(r.parts.get(p, 0.0)) for p in parts), r.status, r.reason])
+        writer.writerow([*map(_text_cell, (r.id, r.name, r.sid, r.email)), _number(r.total),
+                         *(_number(r.parts.get(p, 0.0)) for p in parts), r.status, _text_cell(r.reason)])
     return out.getvalue()
 
 

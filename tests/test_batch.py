@@ -527,6 +527,14 @@ def test_scores_csv_says_why_a_submission_was_not_graded():
         "b,,,,0,0,rejected,no Python files in the upload (found notes.txt)"]
 
 
+def test_scores_csv_never_hands_a_spreadsheet_a_formula():
+    from autograder.scores import scores_csv
+    records = [Record("a", name='=HYPERLINK("http://x","y")', sid="+1", email="@me", total=-1.0,
+                      parts={"p1": 0.0}, reason="-2+3")]
+    rows = list(csv.reader(io.StringIO(scores_csv(records, ["p1"]))))
+    assert rows[1] == ["a", '\'=HYPERLINK("http://x","y")', "'+1", "'@me", "-1", "0", "graded", "'-2+3"]
+
+
 @contextlib.contextmanager
 def _umask(mask: int):
     previous = os.umask(mask)
