@@ -29,6 +29,14 @@ class StudentFailure(Exception):
         self.info = info
 
 
+def assert_clean(what: str = "a clean harness") -> None:
+    """Raise unless this process never imported student code: what clean harnesses promise (an
+    answer no student code could influence), and where the grader's clean modules may load."""
+    loaded = [name for name in sys.modules if name == "submission" or name.startswith("submission.")]
+    if loaded:
+        raise RuntimeError(f"{what} ran in a process that imported student code ({loaded[0]})")
+
+
 def harness(name: str):
     """Register ``fn(child, **kwargs)`` as the harness called ``name``."""
     def register(fn):

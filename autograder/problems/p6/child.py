@@ -18,8 +18,6 @@ The top-k filter applied to a prompt's logits before ``temperature_scale`` is th
 """
 from __future__ import annotations
 
-import sys
-
 from ...child import codec
 from ...child.harness import StudentFailure, _bad, _plain_scalar, harness
 
@@ -27,13 +25,6 @@ MASKED = -1e10  # the course's value for a filtered-out logit (exact in float32)
 
 
 # -- helpers ---------------------------------------------------------------------------------
-def _assert_clean():
-    """Clean harnesses promise an answer that no student code could influence."""
-    loaded = [name for name in sys.modules if name == "submission" or name.startswith("submission.")]
-    if loaded:
-        raise RuntimeError(f"a clean harness ran in a process that imported student code ({loaded[0]})")
-
-
 SMALL_MODEL = 1024  # n_embd * n_layer at or below which CPU runs use one thread (the tiny model: 128)
 
 

@@ -6,15 +6,15 @@ child receives it in its first request (registry.Problem.clean_modules).
 """
 from __future__ import annotations
 
-from ...child.harness import harness
-from .child import MASKED, _assert_clean, _ids, _model, _top_k
+from ...child.harness import assert_clean, harness
+from .child import MASKED, _ids, _model, _top_k
 
 
 # -- clean harnesses (no student code) --------------------------------------------------------
 @harness("p6_config")
 def p6_config(child):
     """The model's config as the student's code sees it (sizes, top_k, seed)."""
-    _assert_clean()
+    assert_clean()
     _, config = _model(child)
     return {name: getattr(config, name) for name in
             ("vocab_size", "n_ctx", "n_positions", "n_embd", "n_layer", "n_head", "top_k", "seed")}
@@ -28,7 +28,7 @@ def p6_next_logits(child, *, prompts, near):
     and "near_ids"/"near_logits" (every other token whose logit is within ``near`` of the k-th).
     """
     import torch
-    _assert_clean()
+    assert_clean()
     model, config = _model(child)
     answers = []
     for tokens in prompts:
@@ -47,7 +47,7 @@ def p6_replay_support(child, *, sequences, starts):
     the token's rank (0 = most likely). Returns, per sequence, {"logit", "kth", "rank"} arrays.
     """
     import torch
-    _assert_clean()
+    assert_clean()
     model, config = _model(child)
     answers = []
     for tokens, start in zip(sequences, starts):
@@ -92,7 +92,7 @@ def _after_each_first_token(child, prompt, first_tokens):
 def p6_second_step_logits(child, *, prompt, first_tokens, near):
     """For each first token t, the model's logits for the token after prompt + [t], around the
     top-k boundary (as p6_next_logits: top_ids, top_logits, near_ids, near_logits)."""
-    _assert_clean()
+    assert_clean()
     _, config = _model(child)
     _, after = _after_each_first_token(child, prompt, first_tokens)
     return [_near_top(row, config.top_k, near) for row in after]
@@ -108,7 +108,7 @@ def p6_log_likelihood_variants(child, *, tokens):
     log-softmax and the sum in float16)."""
     import torch
     import torch.nn.functional as F
-    _assert_clean()
+    assert_clean()
     model, config = _model(child)
     ids = _ids(child, tokens)  # (1, T)
     targets = ids[0, 1:, None]  # (T - 1, 1)
@@ -139,7 +139,7 @@ def p6_horizon_two_variants(child, *, prompt, temperature):
     step's survivors count). Returns {"ids": the surviving tokens, name: values at them}."""
     import torch
     import torch.nn.functional as F
-    _assert_clean()
+    assert_clean()
     _, config = _model(child)
     last = _top_k(_model_last_logits(child, prompt), config.top_k)[0]  # (V,) float32 filtered
     first_tokens = torch.nonzero(last > MASKED).flatten()

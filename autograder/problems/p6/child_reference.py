@@ -14,8 +14,8 @@ Clean harnesses: they never run submission code and refuse to run where any was 
 """
 from __future__ import annotations
 
-from ...child.harness import harness
-from .child import MASKED, _assert_clean, _ids, _model, _top_k
+from ...child.harness import assert_clean, harness
+from .child import MASKED, _ids, _model, _top_k
 
 LOG_SOFTMAX_ROWS = 16  # rows of (T, V) logits taken to float64 at a time (6 MB for GPT-2)
 MASK_LEVEL = -1e9  # an output entry at or below this is masked (the grader's MASK_LEVEL)
@@ -37,7 +37,7 @@ def p6_reference_texts(child, *, texts):
     """The reference log_likelihood of each token list: sum_{t>=1} log p(text_t | text_<t)."""
     import numpy as np
     import torch
-    _assert_clean()
+    assert_clean()
     model, _ = _model(child)
     values = []
     for tokens in texts:
@@ -71,7 +71,7 @@ def p6_reference_prompts(child, *, prompts, near, temperatures, horizons):
     {"temperature", "horizon", "kept", "values", "masked"})."""
     import torch
     import torch.nn.functional as F
-    _assert_clean()
+    assert_clean()
     model, config = _model(child)
     answers = []
     for tokens in prompts:
