@@ -137,17 +137,19 @@ def _not_a_count(value) -> str:
     return ""
 
 
-def check_each(items, judge, *, count_errors: bool = False) -> int:
+def check_each(items, judge, *, count_errors: bool = False, tell_first: bool = False) -> int:
     """Judge every item and report the first failures: ``judge(item)`` raises CheckFailed for a
     wrong answer (or StudentCodeError when the student's call failed). When any answer is wrong,
     raises CheckFailed "N of M answers wrong. The first:" and the first one's feedback. A failed
     call is raised at once, unless ``count_errors`` and an earlier answer was already wrong (that
-    one says more; the failed call is counted with its own feedback). Returns M."""
+    one says more; the failed call is counted with its own feedback). With ``tell_first``, the judge
+    is called as ``judge(item, first=...)``, first True while no earlier item failed: only the
+    first failure's feedback is shown, so costly work to name a mistake is for it alone. Returns M."""
     failures, notes, total = [], [], 0
     for item in items:
         total += 1
         try:
-            judge(item)
+            judge(item, first=not failures) if tell_first else judge(item)
         except CheckFailed as error:
             failures.append(str(error))
             notes += error.staff_notes

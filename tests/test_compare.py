@@ -270,3 +270,18 @@ def test_a_hint_that_raises_leaves_the_wrong_answer_with_the_generic_hint():
     assert calls == [1]
     with pytest.raises(CheckFailed, match="Hint: g$"):  # a hint that returns something other than text
         as_real("x", call="f()", hint=BestEffortHint(lambda: None, generic="g"))
+
+
+def test_check_each_tells_the_judge_whether_an_earlier_answer_failed():
+    """tell_first: first is True until an item fails, so work that names a mistake is done for the
+    first failure only, the one whose feedback is shown."""
+    seen = []
+
+    def judge(value, first):
+        seen.append((value, first))
+        if value < 0:
+            raise CheckFailed(f"{value} is negative")
+    with pytest.raises(CheckFailed, match=r"2 of 4 answers wrong. The first:\n-1 is negative"):
+        check_each([1, -1, 2, -2], judge, tell_first=True)
+    assert seen == [(1, True), (-1, True), (2, False), (-2, False)]
+    assert check_each([1, 2], lambda value: None) == 2  # without tell_first, judge(item) as before

@@ -106,15 +106,11 @@ def check_log_likelihoods(student, texts, outcome, clean_process=None) -> None:
     """log_likelihood on every text ("N of M answers wrong. The first: …"); the clean process names
     the mistake of the first wrong answer only, the one whose feedback is shown."""
     answers = student.harness("p6_log_likelihood", texts=[list(t.tokens) for t in texts])
-    notes, failed = [], []
+    notes = []
 
-    def judge(item):
-        try:
-            notes.append(_judge_text(*item, clean_process=None if failed else clean_process))
-        except Exception:
-            failed.append(item)
-            raise
-    check_each(zip(texts, answers), judge, count_errors=True)
+    def judge(item, first):
+        notes.append(_judge_text(*item, clean_process=clean_process if first else None))
+    check_each(zip(texts, answers), judge, count_errors=True, tell_first=True)
     outcome.note(f"All {len(texts)} log-likelihoods within {LL_ATOL:g} + {LL_RTOL:g}·|reference| nats:\n" + "\n".join(notes))
 
 

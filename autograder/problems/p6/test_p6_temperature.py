@@ -37,23 +37,18 @@ def check_cases(student, reference, cases, outcome, *, horizon_note: str, clean_
     answers = student.harness("p6_temperature_scale", cases=[
         {"prompt": list(prompt.tokens), "temperature": t, "horizon": h} for prompt, t, h in cases])
     vocab_size = reference.config["vocab_size"]
-    failed = []
 
-    def judge(item):
+    def judge(item, first):
         (prompt, temperature, horizon), entry = item
         variants = None
-        if clean_process is not None and not failed:
+        if clean_process is not None and first:
             def variants():
                 return clean_process.harness("p6_horizon_two_variants", prompt=list(prompt.tokens), temperature=temperature)
-        try:
-            check_scaled(entry, prompt, reference.scaled_output(prompt.id, temperature, horizon), vocab_size=vocab_size,
-                         horizon=horizon, temperature=temperature,
-                         call=f"temperature_scale(logits, model, new_past, config, {temperature!r}, {horizon})",
-                         hint=H2_HINT if horizon == 2 and temperature is not None else H1_HINT, variants=variants)
-        except Exception:
-            failed.append(item)
-            raise
-    check_each(zip(cases, answers), judge, count_errors=True)
+        check_scaled(entry, prompt, reference.scaled_output(prompt.id, temperature, horizon), vocab_size=vocab_size,
+                     horizon=horizon, temperature=temperature,
+                     call=f"temperature_scale(logits, model, new_past, config, {temperature!r}, {horizon})",
+                     hint=H2_HINT if horizon == 2 and temperature is not None else H1_HINT, variants=variants)
+    check_each(zip(cases, answers), judge, count_errors=True, tell_first=True)
     shown = ", ".join(f"T={t!r}" for t in sorted({t for _, t, _ in cases}, key=lambda t: -1 if t is None else t))
     outcome.note(f"{len(cases)} outputs match the reference ({horizon_note}; {shown}; "
                  f"{len({p.id for p, _, _ in cases})} prompts).")
